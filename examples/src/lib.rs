@@ -1,0 +1,1 @@
+//! Runnable kafka-handler examples live in this crate's `examples` targets.

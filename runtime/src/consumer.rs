@@ -1,0 +1,495 @@
+//! The consumer: one rdkafka consumer per group, a poll loop that hands each
+//! record to its handler in partition order, and at-least-once commits.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{FutureExt as _, StreamExt as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::ClientConfig;
+use tokio::time::Instant;
+
+use crate::commit::{self, OffsetTracker};
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::process::Processor;
+use crate::record::Record;
+use crate::shutdown::Shutdown;
+
+/// The environment variable read for the bootstrap servers when the builder
+/// is given none.
+pub const BROKERS_ENV: &str = "KAFKA_BROKERS";
+
+/// Properties kafka-handler owns: it commits offsets itself, after handling.
+const OWNED_PROPERTIES: [(&str, &str); 2] = [
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+];
+
+/// Builds a [`Consumer`].
+#[derive(Debug)]
+#[must_use]
+pub struct ConsumerBuilder {
+    handlers: Vec<Handler>,
+    brokers: Option<String>,
+    group: Option<String>,
+    properties: Vec<(String, String)>,
+    commit_interval: Duration,
+    shutdown_timeout: Duration,
+    tracer_provider: Option<SdkTracerProvider>,
+}
+
+impl Default for ConsumerBuilder {
+    fn default() -> Self {
+        Self {
+            handlers: Vec::new(),
+            brokers: None,
+            group: None,
+            properties: Vec::new(),
+            commit_interval: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+            tracer_provider: None,
+        }
+    }
+}
+
+impl ConsumerBuilder {
+    /// Adds one handler.
+    pub fn handler(mut self, handler: Handler) -> Self {
+        self.handlers.push(handler);
+        self
+    }
+
+    /// Adds handlers, typically `handlers![a, b]`.
+    pub fn handlers(mut self, handlers: impl IntoIterator<Item = Handler>) -> Self {
+        self.handlers.extend(handlers);
+        self
+    }
+
+    /// The bootstrap servers. Default: the `KAFKA_BROKERS` environment variable.
+    pub fn brokers(mut self, brokers: impl Into<String>) -> Self {
+        self.brokers = Some(brokers.into());
+        self
+    }
+
+    /// Runs every handler in this group instead of its own.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Sets any librdkafka consumer property, passed through unchanged
+    /// (`session.timeout.ms`, `security.protocol`, ...). Later calls win.
+    ///
+    /// `enable.auto.commit` and `enable.auto.offset.store` are owned by
+    /// kafka-handler (both `false`: offsets are committed after handling);
+    /// setting them to anything else is a configuration error.
+    /// `auto.offset.reset` defaults to `earliest`, so a new group does not
+    /// skip records produced before it first joined.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// How often handled offsets are committed in the background (default 5 s).
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// How long a record in flight may keep running after shutdown is
+    /// triggered (default 30 s). Past it the handler is cancelled and its
+    /// record is not committed, so it is handled again after a restart.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The tracer provider to flush when the consumer stops.
+    pub fn tracer_provider(mut self, provider: SdkTracerProvider) -> Self {
+        self.tracer_provider = Some(provider);
+        self
+    }
+
+    /// Validates the configuration and creates one Kafka consumer per group.
+    pub fn build(self) -> Result<Consumer, Error> {
+        if self.handlers.is_empty() {
+            return Err(Error::Config(
+                "no handlers: add at least one with `.handlers(handlers![..])`".into(),
+            ));
+        }
+        let brokers = match self.brokers {
+            Some(brokers) => brokers,
+            None => std::env::var(BROKERS_ENV).map_err(|_| {
+                Error::Config(format!(
+                    "no brokers: call `.brokers(\"host:9092\")` or set {BROKERS_ENV}"
+                ))
+            })?,
+        };
+        for (key, value) in &self.properties {
+            if let Some((_, owned)) = OWNED_PROPERTIES.iter().find(|(k, _)| k == key) {
+                if value != owned {
+                    return Err(Error::Config(format!(
+                        "`{key}={value}` is not supported: kafka-handler commits offsets itself, \
+                         only after a record is handled (remove the property)"
+                    )));
+                }
+            }
+        }
+        let client_id = self
+            .properties
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "client.id")
+            .map(|(_, v)| Arc::<str>::from(v.as_str()));
+
+        let mut groups: Vec<GroupConsumer> = Vec::new();
+        for handler in self.handlers {
+            let group = self
+                .group
+                .clone()
+                .unwrap_or_else(|| handler.group().to_owned());
+            if group.is_empty() {
+                return Err(Error::Config(format!(
+                    "handler `{}` has an empty group",
+                    handler.name()
+                )));
+            }
+            let index = match groups.iter().position(|g| g.group == group) {
+                Some(index) => index,
+                None => {
+                    groups.push(GroupConsumer::new(group.clone()));
+                    groups.len() - 1
+                }
+            };
+            groups[index].add(handler, client_id.clone())?;
+        }
+
+        let mut runs = Vec::with_capacity(groups.len());
+        for group in groups {
+            runs.push(group.connect(&brokers, &self.properties)?);
+        }
+        Ok(Consumer {
+            groups: runs,
+            commit_interval: self.commit_interval,
+            shutdown_timeout: self.shutdown_timeout,
+            tracer_provider: self.tracer_provider,
+        })
+    }
+}
+
+/// Consumes the handlers' topics, one Kafka consumer per group, until shut down.
+pub struct Consumer {
+    groups: Vec<ConnectedGroup>,
+    commit_interval: Duration,
+    shutdown_timeout: Duration,
+    tracer_provider: Option<SdkTracerProvider>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field(
+                "groups",
+                &self.groups.iter().map(|g| &*g.group).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// A builder; see [`ConsumerBuilder`].
+    pub fn builder() -> ConsumerBuilder {
+        ConsumerBuilder::default()
+    }
+
+    /// Consumes until `shutdown` is triggered, then finishes the records in
+    /// flight (within the shutdown timeout), commits, and flushes spans.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
+        let results = futures_util::future::join_all(self.groups.iter().map(|group| {
+            group.run(&shutdown, self.commit_interval, self.shutdown_timeout)
+        }))
+        .await;
+        if let Some(provider) = &self.tracer_provider {
+            if let Err(err) = provider.force_flush() {
+                tracing::warn!(target: "kafka_handler", error = %err, "flushing spans failed");
+            }
+        }
+        results.into_iter().collect()
+    }
+}
+
+/// A group's handlers before its Kafka consumer exists.
+struct GroupConsumer {
+    group: String,
+    processors: Vec<Processor>,
+    routes: Vec<(String, usize)>,
+}
+
+impl GroupConsumer {
+    fn new(group: String) -> Self {
+        Self {
+            group,
+            processors: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, handler: Handler, client_id: Option<Arc<str>>) -> Result<(), Error> {
+        if handler.topics().is_empty() {
+            return Err(Error::Config(format!(
+                "handler `{}` has no topics",
+                handler.name()
+            )));
+        }
+        let index = self.processors.len();
+        for topic in handler.topics() {
+            if let Some((_, other)) = self.routes.iter().find(|(t, _)| t == topic) {
+                return Err(Error::Config(format!(
+                    "handlers `{}` and `{}` both consume topic `{topic}` in group `{}`: \
+                     a group delivers each record once, so give one of them another group",
+                    self.processors[*other].handler().name(),
+                    handler.name(),
+                    self.group
+                )));
+            }
+            self.routes.push((topic.clone(), index));
+        }
+        self.processors.push(Processor::with_identity(
+            handler,
+            self.group.as_str().into(),
+            client_id,
+        ));
+        Ok(())
+    }
+
+    fn connect(self, brokers: &str, properties: &[(String, String)]) -> Result<ConnectedGroup, Error> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("group.id", &self.group)
+            .set("auto.offset.reset", "earliest");
+        for (key, value) in properties {
+            config.set(key, value);
+        }
+        for (key, value) in OWNED_PROPERTIES {
+            config.set(key, value);
+        }
+        let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+        let context = GroupContext {
+            group: self.group.clone(),
+            tracker: tracker.clone(),
+        };
+        let consumer: StreamConsumer<GroupContext> = config
+            .create_with_context(context)
+            .map_err(|err| Error::kafka(format!("creating the consumer for group `{}`", self.group), err))?;
+        Ok(ConnectedGroup {
+            group: self.group,
+            processors: self.processors,
+            routes: self.routes,
+            consumer,
+            tracker,
+        })
+    }
+}
+
+/// A group with its Kafka consumer.
+struct ConnectedGroup {
+    group: String,
+    processors: Vec<Processor>,
+    routes: Vec<(String, usize)>,
+    consumer: StreamConsumer<GroupContext>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+}
+
+impl ConnectedGroup {
+    fn processor_for(&self, topic: &str) -> Option<&Processor> {
+        self.routes
+            .iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, index)| &self.processors[*index])
+    }
+
+    async fn run(
+        &self,
+        shutdown: &Shutdown,
+        commit_interval: Duration,
+        shutdown_timeout: Duration,
+    ) -> Result<(), Error> {
+        let topics: Vec<&str> = self.routes.iter().map(|(t, _)| t.as_str()).collect();
+        self.consumer
+            .subscribe(&topics)
+            .map_err(|err| Error::kafka(format!("subscribing group `{}` to {topics:?}", self.group), err))?;
+        tracing::info!(target: "kafka_handler", group = %self.group, ?topics, "consumer started");
+
+        // One long-lived stream: `recv()` would register and unregister a
+        // waker (two mutex locks) per message.
+        let mut stream = self.consumer.stream();
+        let mut next_commit = Instant::now() + commit_interval;
+        while !shutdown.is_triggered() {
+            let polled = match stream.next().now_or_never() {
+                Some(polled) => polled,
+                None => tokio::select! {
+                    polled = stream.next() => polled,
+                    () = shutdown.triggered() => break,
+                    () = tokio::time::sleep_until(next_commit) => {
+                        self.commit_async();
+                        next_commit = Instant::now() + commit_interval;
+                        continue;
+                    }
+                },
+            };
+            let message = match polled {
+                Some(Ok(message)) => message,
+                Some(Err(err)) => {
+                    tracing::warn!(target: "kafka_handler", group = %self.group, error = %err, "consumer error");
+                    continue;
+                }
+                None => break,
+            };
+            if !self.handle(&message, shutdown, shutdown_timeout).await {
+                break;
+            }
+            if Instant::now() >= next_commit {
+                self.commit_async();
+                next_commit = Instant::now() + commit_interval;
+            }
+        }
+        drop(stream);
+        self.commit_final()
+    }
+
+    /// Handles one message; `false` when its handler was cancelled at shutdown.
+    async fn handle(
+        &self,
+        message: &BorrowedMessage<'_>,
+        shutdown: &Shutdown,
+        shutdown_timeout: Duration,
+    ) -> bool {
+        let record = Record::from_message(message);
+        match self.processor_for(record.topic()) {
+            Some(processor) => {
+                let Some(_outcome) =
+                    finish_within(processor.process(&record), shutdown, shutdown_timeout).await
+                else {
+                    tracing::warn!(
+                        target: "kafka_handler",
+                        topic = record.topic(),
+                        partition = record.partition(),
+                        offset = record.offset(),
+                        "handler cancelled at shutdown; the record stays uncommitted"
+                    );
+                    return false;
+                };
+                // A failed record counts as done: the failure is on its span
+                // and in the log. Retries and dead letters plug in here.
+            }
+            None => tracing::warn!(
+                target: "kafka_handler",
+                topic = record.topic(),
+                "record from a topic no handler consumes; skipped"
+            ),
+        }
+        commit::lock(&self.tracker).mark_done(record.topic(), record.partition(), record.offset());
+        true
+    }
+
+    fn commit_async(&self) {
+        let Some(list) = commit::lock(&self.tracker).take_unsent() else {
+            return;
+        };
+        if let Err(err) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::warn!(target: "kafka_handler", group = %self.group, error = %err, "periodic commit failed");
+        }
+    }
+
+    fn commit_final(&self) -> Result<(), Error> {
+        let Some(list) = commit::lock(&self.tracker).unconfirmed(|_, _| true) else {
+            return Ok(());
+        };
+        commit::commit_sync(&self.consumer, &self.tracker, &list)
+            .map_err(|err| Error::kafka(format!("committing offsets of group `{}` at shutdown", self.group), err))?;
+        tracing::info!(target: "kafka_handler", group = %self.group, "offsets committed at shutdown");
+        Ok(())
+    }
+}
+
+/// Runs `future` to completion, unless shutdown is triggered while it runs
+/// and it then takes longer than `bound`: `None`, and the future is dropped
+/// (cancelling the handler).
+async fn finish_within<F: Future>(future: F, shutdown: &Shutdown, bound: Duration) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    // Most handlers finish on their first poll; skip the select for them.
+    if let Some(output) = future.as_mut().now_or_never() {
+        return Some(output);
+    }
+    tokio::select! {
+        output = future.as_mut() => Some(output),
+        () = shutdown.triggered() => tokio::time::timeout(bound, future).await.ok(),
+    }
+}
+
+/// Routes librdkafka's logs and errors into `tracing`, and commits
+/// synchronously when partitions are revoked.
+struct GroupContext {
+    group: String,
+    tracker: Arc<Mutex<OffsetTracker>>,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", group = %self.group, facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", group = %self.group, facility, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", group = %self.group, facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", group = %self.group, facility, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", group = %self.group, error = %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        // Every record delivered before this poll has been handled (the loop
+        // handles a record before it polls again), so the tracker is exact.
+        let pending = commit::lock(&self.tracker)
+            .unconfirmed(|topic, partition| revoked.find_partition(topic, partition).is_some());
+        if let Some(list) = pending {
+            match commit::commit_sync(consumer, &self.tracker, &list) {
+                Ok(()) => tracing::debug!(target: "kafka_handler", group = %self.group, "offsets committed on revoke"),
+                Err(err) => tracing::warn!(
+                    target: "kafka_handler",
+                    group = %self.group,
+                    error = %err,
+                    "commit on revoke failed; the new owner will handle those records again"
+                ),
+            }
+        }
+        commit::lock(&self.tracker).forget(revoked);
+    }
+}

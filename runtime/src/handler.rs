@@ -1,0 +1,172 @@
+//! Handler descriptors: what the runtime needs to drive one handler.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::outcome::Outcome;
+use crate::record::Record;
+
+/// The boxed future of an async handler, borrowing its record.
+pub type HandlerFuture<'r> = Pin<Box<dyn Future<Output = Outcome> + Send + 'r>>;
+
+type SyncFn = dyn Fn(&Record<'_>) -> Outcome + Send + Sync;
+type AsyncFn = dyn for<'r> Fn(&'r Record<'r>) -> HandlerFuture<'r> + Send + Sync;
+
+/// How the runtime calls the user's function.
+#[derive(Clone)]
+pub(crate) enum Invoke {
+    Sync(Arc<SyncFn>),
+    Async(Arc<AsyncFn>),
+}
+
+/// Per-handler options beyond topics and group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerOptions {
+    /// Record the record key as `messaging.kafka.message.key` (default: yes).
+    /// Turn it off when keys carry personal data.
+    pub record_key: bool,
+}
+
+impl Default for HandlerOptions {
+    fn default() -> Self {
+        Self { record_key: true }
+    }
+}
+
+/// A handler: a function plus the topics and group it consumes.
+///
+/// `#[kafka_handler]` generates one beside each annotated function; collect
+/// them with [`handlers!`](crate::handlers). Without the macro, build one
+/// with [`Handler::sync`] or [`Handler::asynchronous`].
+#[derive(Clone)]
+pub struct Handler {
+    name: Cow<'static, str>,
+    topics: Vec<String>,
+    group: String,
+    options: HandlerOptions,
+    pub(crate) invoke: Invoke,
+}
+
+impl Handler {
+    /// A handler around a synchronous function of the record.
+    ///
+    /// Synchronous handlers run on the consumer's task: keep them short or
+    /// move heavy work to `tokio::task::spawn_blocking`.
+    pub fn sync<F>(
+        name: impl Into<Cow<'static, str>>,
+        topics: impl IntoIterator<Item = impl Into<String>>,
+        group: impl Into<String>,
+        f: F,
+    ) -> Self
+    where
+        F: Fn(&Record<'_>) -> Outcome + Send + Sync + 'static,
+    {
+        Self::from_invoke(name, topics, group, Invoke::Sync(Arc::new(f)))
+    }
+
+    /// A handler around an async function of the record. The function
+    /// returns a boxed future, `Box::pin(async move { .. })`.
+    pub fn asynchronous<F>(
+        name: impl Into<Cow<'static, str>>,
+        topics: impl IntoIterator<Item = impl Into<String>>,
+        group: impl Into<String>,
+        f: F,
+    ) -> Self
+    where
+        F: for<'r> Fn(&'r Record<'r>) -> HandlerFuture<'r> + Send + Sync + 'static,
+    {
+        Self::from_invoke(name, topics, group, Invoke::Async(Arc::new(f)))
+    }
+
+    fn from_invoke(
+        name: impl Into<Cow<'static, str>>,
+        topics: impl IntoIterator<Item = impl Into<String>>,
+        group: impl Into<String>,
+        invoke: Invoke,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            topics: topics.into_iter().map(Into::into).collect(),
+            group: group.into(),
+            options: HandlerOptions::default(),
+            invoke,
+        }
+    }
+
+    /// Replaces the handler's options.
+    pub fn with_options(mut self, options: HandlerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Replaces the handler's consumer group.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// The handler's name (the annotated function's path).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The topics the handler consumes.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// The consumer group the handler consumes in.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The handler's options.
+    pub fn options(&self) -> &HandlerOptions {
+        &self.options
+    }
+
+    /// Whether the handler is an `async fn`.
+    pub fn is_async(&self) -> bool {
+        matches!(self.invoke, Invoke::Async(_))
+    }
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("name", &self.name)
+            .field("topics", &self.topics)
+            .field("group", &self.group)
+            .field("options", &self.options)
+            .field("async", &self.is_async())
+            .finish()
+    }
+}
+
+/// Implemented by the descriptor type `#[kafka_handler]` generates beside
+/// each function (same name, type namespace). [`handlers!`](crate::handlers)
+/// calls it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `#[kafka_handler]` function",
+    note = "annotate the function with `#[kafka_handler(topics = [..], group = \"..\")]`"
+)]
+pub trait HandlerFactory {
+    /// Builds the handler.
+    fn handler() -> Handler;
+}
+
+/// Collects `#[kafka_handler]` functions into a `Vec<Handler>`.
+///
+/// ```ignore
+/// let consumer = Consumer::builder().handlers(handlers![bill, audit]).build()?;
+/// ```
+#[macro_export]
+macro_rules! handlers {
+    ($($handler:path),* $(,)?) => {
+        ::std::vec![$(<$handler as $crate::HandlerFactory>::handler()),*]
+    };
+}

@@ -1,0 +1,68 @@
+//! Trace-correct Kafka consumers.
+//!
+//! Annotate a function with [`#[kafka_handler]`](macro@kafka_handler) and
+//! every record it handles runs under its producer's trace: the runtime
+//! extracts the W3C context from the record's headers, makes it current,
+//! opens a `process {topic}` consumer span with the OpenTelemetry messaging
+//! attributes, runs the handler, ends the span and detaches, whatever
+//! happens (error, panic, cancellation).
+//!
+//! ```no_run
+//! use kafka_handler::{handlers, kafka_handler, Consumer, Json, RecordMeta, Shutdown};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Order {
+//!     id: u64,
+//! }
+//!
+//! #[kafka_handler(topics = ["orders"], group = "billing")]
+//! async fn bill(order: Json<Order>, meta: &RecordMeta) -> Result<(), std::io::Error> {
+//!     tracing::info!(id = order.id, partition = meta.partition(), "billing");
+//!     Ok(())
+//! }
+//!
+//! # async fn run() -> Result<(), kafka_handler::Error> {
+//! let consumer = Consumer::builder()
+//!     .brokers("localhost:9092")
+//!     .handlers(handlers![bill])
+//!     .build()?;
+//! consumer.run(Shutdown::new()).await
+//! # }
+//! ```
+//!
+//! The tracing contract (span names, attributes, what happens to malformed
+//! headers) is in the README.
+
+mod commit;
+mod consumer;
+mod error;
+mod extract;
+mod handler;
+mod outcome;
+mod process;
+pub mod propagation;
+mod record;
+mod shutdown;
+mod span;
+pub mod testing;
+
+pub use consumer::{Consumer, ConsumerBuilder, BROKERS_ENV};
+pub use error::Error;
+pub use extract::{FromRecord, Json, Key};
+pub use handler::{Handler, HandlerFactory, HandlerFuture, HandlerOptions};
+pub use kafka_handler_macros::kafka_handler;
+pub use outcome::{ErrorKind, HandlerError, IntoOutcome, Outcome};
+pub use process::Processor;
+pub use record::{Record, RecordHeaders, RecordMeta};
+pub use shutdown::Shutdown;
+
+/// What `#[kafka_handler]` expands to. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::extract::FromRecord;
+    pub use crate::handler::{Handler, HandlerFactory, HandlerFuture, HandlerOptions};
+    pub use crate::outcome::{IntoOutcome, Outcome};
+    pub use crate::record::Record;
+    pub use std::boxed::Box;
+    pub use std::result::Result::{Err, Ok};
+}

@@ -1,0 +1,132 @@
+//! What a handler returns, and how a failure is classified.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The class of a failure, recorded on the span as `error.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The handler returned an error.
+    Handler,
+    /// An argument could not be extracted from the record (bad JSON, bad UTF-8, ...).
+    Deserialization,
+    /// The handler panicked.
+    Panic,
+    /// The handler was cancelled before it finished (shutdown past its bound).
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// The stable, low-cardinality `error.type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Handler => "handler",
+            ErrorKind::Deserialization => "deserialization",
+            ErrorKind::Panic => "panic",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a record's handling failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerError {
+    kind: ErrorKind,
+    exception_type: Cow<'static, str>,
+    message: String,
+}
+
+impl HandlerError {
+    /// A failure of class `kind` with a message.
+    pub fn new(
+        kind: ErrorKind,
+        exception_type: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            exception_type: exception_type.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A payload or argument that could not be decoded.
+    pub fn deserialization(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Deserialization, "deserialization", message)
+    }
+
+    /// An error returned by the handler; its Rust type name becomes `exception.type`.
+    pub fn from_handler<E: fmt::Display + ?Sized>(error: &E) -> Self {
+        Self::new(
+            ErrorKind::Handler,
+            std::any::type_name::<E>(),
+            error.to_string(),
+        )
+    }
+
+    /// A panic, with the panic message when it was a string.
+    pub fn panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&'static str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "handler panicked".to_owned());
+        Self::new(ErrorKind::Panic, "panic", message)
+    }
+
+    /// The failure's class.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The `exception.type`: the Rust type of the error, or the class.
+    pub fn exception_type(&self) -> &str {
+        &self.exception_type
+    }
+
+    /// The failure's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// The result of handling one record.
+pub type Outcome = Result<(), HandlerError>;
+
+/// A handler's return type: `()` or `Result<(), E>` with `E: Display`
+/// (every `std::error::Error` is).
+#[diagnostic::on_unimplemented(
+    message = "a kafka handler must return `()` or `Result<(), E>` where `E: Display`, not `{Self}`",
+    label = "unsupported handler return type"
+)]
+pub trait IntoOutcome {
+    /// Converts the handler's return value.
+    fn into_outcome(self) -> Outcome;
+}
+
+impl IntoOutcome for () {
+    fn into_outcome(self) -> Outcome {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> IntoOutcome for Result<(), E> {
+    fn into_outcome(self) -> Outcome {
+        self.map_err(|err| HandlerError::from_handler(&err))
+    }
+}

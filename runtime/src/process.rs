@@ -1,0 +1,109 @@
+//! Running one handler on one record under the record's trace.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::global;
+use opentelemetry::InstrumentationScope;
+use tracing::Instrument as _;
+
+use crate::handler::{Handler, Invoke};
+use crate::outcome::{HandlerError, Outcome};
+use crate::record::Record;
+use crate::span::{ProcessSpan, SpanScope};
+
+/// A handler bound to its consumer identity (group, client id) and tracer:
+/// the per-record wrapper of the contract.
+///
+/// The consumer builds one per handler. It is public so that handlers can be
+/// driven without a broker, in unit tests and benchmarks:
+///
+/// ```ignore
+/// let processor = Processor::new(handlers![bill].remove(0));
+/// let outcome = processor.process(&Record::new("orders", 0, 42, None, Some(b"{}"), None)).await;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Processor {
+    handler: Handler,
+    scope: SpanScope,
+}
+
+impl Processor {
+    /// Binds `handler` to its own group and the global tracer provider as it
+    /// is now.
+    pub fn new(handler: Handler) -> Self {
+        let group = handler.group().to_owned();
+        Self::with_identity(handler, group.into(), None)
+    }
+
+    pub(crate) fn with_identity(
+        handler: Handler,
+        group: Arc<str>,
+        client_id: Option<Arc<str>>,
+    ) -> Self {
+        let tracer = global::tracer_with_scope(
+            InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        );
+        let scope = SpanScope {
+            tracer: Arc::new(tracer),
+            group,
+            client_id,
+            record_key: handler.options().record_key,
+        };
+        Self { handler, scope }
+    }
+
+    /// The handler this processor drives.
+    pub fn handler(&self) -> &Handler {
+        &self.handler
+    }
+
+    /// Handles one record: extract its context, activate it, open the
+    /// `process {topic}` span, run the handler (catching panics), record the
+    /// outcome, end the span, detach.
+    ///
+    /// Dropping the returned future cancels the handler; the span still ends,
+    /// with `error.type = cancelled`, and no context stays attached.
+    pub async fn process(&self, record: &Record<'_>) -> Outcome {
+        let span = ProcessSpan::start(&self.scope, record);
+        let outcome = match &self.handler.invoke {
+            Invoke::Sync(f) => {
+                let _entered = span.tracing_span().enter();
+                let _attached = span.context().clone().attach();
+                std::panic::catch_unwind(AssertUnwindSafe(|| f(record)))
+                    .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
+            }
+            Invoke::Async(f) => {
+                // `with_context` makes the context current on every poll,
+                // whatever worker thread runs it; `instrument` does the same
+                // for the `tracing` span. Both name the one process span.
+                AssertUnwindSafe(f(record))
+                    .catch_unwind()
+                    .with_context(span.context().clone())
+                    .instrument(span.tracing_span().clone())
+                    .await
+                    .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
+            }
+        };
+        if let Err(error) = &outcome {
+            span.tracing_span().in_scope(|| {
+                tracing::warn!(
+                    target: "kafka_handler",
+                    handler = self.handler.name(),
+                    topic = record.topic(),
+                    partition = record.partition(),
+                    offset = record.offset(),
+                    error.type = error.kind().as_str(),
+                    error = %error.message(),
+                    "record handling failed"
+                );
+            });
+        }
+        span.finish(&outcome);
+        outcome
+    }
+}

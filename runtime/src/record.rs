@@ -1,0 +1,261 @@
+//! The record a handler sees: a borrowed view over one Kafka message.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers as _, Message, OwnedHeaders};
+
+/// One Kafka record, borrowed from the consumer for the duration of its handler.
+///
+/// Extractors ([`FromRecord`](crate::FromRecord)) read their argument from it.
+/// Building it costs a handful of field reads: nothing is copied or allocated
+/// unless a handler asks for an owned view ([`RecordMeta`]).
+pub struct Record<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    headers: RecordHeaders<'a>,
+    meta: OnceLock<RecordMeta>,
+}
+
+impl<'a> Record<'a> {
+    /// A view over a message polled from rdkafka.
+    pub fn from_message(message: &'a BorrowedMessage<'a>) -> Self {
+        Self {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
+            key: message.key(),
+            payload: message.payload(),
+            headers: RecordHeaders::borrowed(message.headers()),
+            meta: OnceLock::new(),
+        }
+    }
+
+    /// A view over an in-memory record: for unit tests of handlers and for
+    /// benchmarks. `headers` are the record's headers, in order.
+    pub fn new(
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+        key: Option<&'a [u8]>,
+        payload: Option<&'a [u8]>,
+        headers: Option<&'a OwnedHeaders>,
+    ) -> Self {
+        Self {
+            topic,
+            partition,
+            offset,
+            timestamp: None,
+            key,
+            payload,
+            headers: RecordHeaders::owned(headers),
+            meta: OnceLock::new(),
+        }
+    }
+
+    /// Sets the record's timestamp (milliseconds since the Unix epoch).
+    pub fn with_timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+
+    /// The topic the record was read from.
+    pub fn topic(&self) -> &'a str {
+        self.topic
+    }
+
+    /// The partition the record was read from.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The record's offset within its partition.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// The record's timestamp in milliseconds since the Unix epoch, if it has one.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// The record's key, if it has one.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.key
+    }
+
+    /// The record's payload; `None` for a tombstone (null payload).
+    pub fn payload(&self) -> Option<&'a [u8]> {
+        self.payload
+    }
+
+    /// The record's headers.
+    pub fn headers(&self) -> RecordHeaders<'a> {
+        self.headers
+    }
+
+    /// An owned snapshot of the record's metadata, built on first use.
+    pub fn meta(&self) -> &RecordMeta {
+        self.meta.get_or_init(|| RecordMeta {
+            topic: self.topic.to_owned(),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.map(<[u8]>::to_vec),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
+                .collect(),
+        })
+    }
+}
+
+impl fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("timestamp", &self.timestamp)
+            .field("key_len", &self.key.map(<[u8]>::len))
+            .field("payload_len", &self.payload.map(<[u8]>::len))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The headers of a [`Record`], in the order the producer wrote them.
+///
+/// Keys may repeat. [`get`](Self::get) returns the **last** value for a key,
+/// the rule Kafka's own Java client (`Headers::lastHeader`) and the
+/// OpenTelemetry Java instrumentation follow.
+#[derive(Clone, Copy)]
+pub struct RecordHeaders<'a> {
+    inner: HeadersRef<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum HeadersRef<'a> {
+    None,
+    Borrowed(&'a BorrowedHeaders),
+    Owned(&'a OwnedHeaders),
+}
+
+impl<'a> RecordHeaders<'a> {
+    fn borrowed(headers: Option<&'a BorrowedHeaders>) -> Self {
+        let inner = headers.map_or(HeadersRef::None, HeadersRef::Borrowed);
+        Self { inner }
+    }
+
+    fn owned(headers: Option<&'a OwnedHeaders>) -> Self {
+        let inner = headers.map_or(HeadersRef::None, HeadersRef::Owned);
+        Self { inner }
+    }
+
+    /// How many headers the record carries.
+    pub fn len(&self) -> usize {
+        match self.inner {
+            HeadersRef::None => 0,
+            HeadersRef::Borrowed(h) => h.count(),
+            HeadersRef::Owned(h) => h.count(),
+        }
+    }
+
+    /// Whether the record carries no headers.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The header at `idx`, as (key, value); the value is `None` for a null header.
+    pub fn get_at(&self, idx: usize) -> Option<(&'a str, Option<&'a [u8]>)> {
+        let header = match self.inner {
+            HeadersRef::None => None,
+            HeadersRef::Borrowed(h) => h.try_get(idx),
+            HeadersRef::Owned(h) => h.try_get(idx),
+        }?;
+        Some((header.key, header.value))
+    }
+
+    /// The last non-null value of header `key` (keys compare exactly).
+    pub fn get(&self, key: &str) -> Option<&'a [u8]> {
+        (0..self.len())
+            .rev()
+            .filter_map(|idx| self.get_at(idx))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v)
+    }
+
+    /// Every header in order, as (key, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + '_ {
+        (0..self.len()).filter_map(|idx| self.get_at(idx))
+    }
+}
+
+impl fmt::Debug for RecordHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(k, v)| (k, v.map(String::from_utf8_lossy))))
+            .finish()
+    }
+}
+
+/// An owned snapshot of a record's metadata: topic, partition, offset,
+/// timestamp, key and headers.
+///
+/// Take it as `&RecordMeta` in a handler. It is built on first request, so
+/// handlers that don't ask for it pay nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordMeta {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl RecordMeta {
+    /// The topic the record was read from.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition the record was read from.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The record's offset.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// The record's timestamp in milliseconds since the Unix epoch, if any.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// The record's key, if any.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    /// The record's headers in order, as (key, value).
+    pub fn headers(&self) -> &[(String, Option<Vec<u8>>)] {
+        &self.headers
+    }
+
+    /// The last non-null value of header `key`.
+    pub fn header(&self, key: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}

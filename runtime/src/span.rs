@@ -1,0 +1,223 @@
+//! The `process {topic}` consumer span: one span per attempt, activated for
+//! the handler and ended by a guard whatever happens.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::outcome::{ErrorKind, HandlerError, Outcome};
+use crate::propagation::extract_parent_context;
+use crate::record::Record;
+
+/// What every span of one handler in one consumer shares.
+#[derive(Clone, Debug)]
+pub(crate) struct SpanScope {
+    pub(crate) tracer: Arc<BoxedTracer>,
+    pub(crate) group: Arc<str>,
+    pub(crate) client_id: Option<Arc<str>>,
+    pub(crate) record_key: bool,
+}
+
+/// The span of one attempt at one record.
+///
+/// It is a single span. When a `tracing` subscriber with the
+/// tracing-opentelemetry layer is interested, the layer's span *is* the
+/// OpenTelemetry span (we hand it the producer's context with `set_parent`
+/// and read its context back), so `tracing::Span::current()` and
+/// `Context::current()` name the same span. Otherwise the span is started
+/// directly on the OpenTelemetry tracer, and the `tracing` span, if any
+/// subscriber wants it, carries log context only. Never both: a bridged copy
+/// would double the span count and the cost.
+pub(crate) struct ProcessSpan {
+    cx: Context,
+    tracing_span: tracing::Span,
+    finished: bool,
+}
+
+impl ProcessSpan {
+    /// Extracts the record's context and starts its span. Nothing is
+    /// activated yet: see [`Self::context`] and [`Self::tracing_span`].
+    pub(crate) fn start(scope: &SpanScope, record: &Record<'_>) -> Self {
+        let parent_cx = extract_parent_context(record.headers());
+        let topic = record.topic();
+        let name = span_name(topic);
+        let key = if scope.record_key {
+            record.key().and_then(|k| std::str::from_utf8(k).ok())
+        } else {
+            None
+        };
+        let tombstone = record.payload().is_none().then_some(true);
+
+        let tracing_span = tracing::info_span!(
+            target: "kafka_handler",
+            parent: None,
+            "process",
+            otel.name = name,
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = topic,
+            messaging.destination.partition.id = %record.partition(),
+            messaging.kafka.offset = record.offset(),
+            messaging.consumer.group.name = &*scope.group,
+            messaging.kafka.message.key = key,
+            messaging.kafka.message.tombstone = tombstone,
+            messaging.client.id = scope.client_id.as_deref(),
+        );
+
+        if !tracing_span.is_disabled() && tracing_span.set_parent(parent_cx.clone()).is_ok() {
+            // The layer owns the span; `context()` builds it now, with the
+            // producer's context as parent.
+            let cx = tracing_span.context();
+            return Self {
+                cx,
+                tracing_span,
+                finished: false,
+            };
+        }
+
+        let span = scope.tracer.build_with_context(
+            scope
+                .tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Consumer),
+            &parent_cx,
+        );
+        let cx = parent_cx.with_span(span);
+        let span_ref = cx.span();
+        // Attributes are built only for spans someone records: an unsampled
+        // record costs no allocation here.
+        if span_ref.is_recording() {
+            span_ref.set_attributes(process_attributes(scope, record, key, tombstone));
+        }
+        Self {
+            cx,
+            tracing_span,
+            finished: false,
+        }
+    }
+
+    /// The context to make current while the handler runs.
+    pub(crate) fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// The `tracing` span to enter while the handler runs.
+    pub(crate) fn tracing_span(&self) -> &tracing::Span {
+        &self.tracing_span
+    }
+
+    /// Records the attempt's outcome on the span and ends it.
+    pub(crate) fn finish(mut self, outcome: &Outcome) {
+        if let Err(error) = outcome {
+            self.record_error(error);
+        }
+        self.finished = true;
+    }
+
+    fn record_error(&self, error: &HandlerError) {
+        let span = self.cx.span();
+        let kind = error.kind().as_str();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, kind));
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new(semconv::EXCEPTION_TYPE, error.exception_type().to_owned()),
+                KeyValue::new(semconv::EXCEPTION_MESSAGE, error.message().to_owned()),
+            ],
+        );
+        span.set_status(Status::error(error.message().to_owned()));
+    }
+}
+
+impl Drop for ProcessSpan {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropped before `finish`: the attempt was cancelled (its future
+            // was dropped) or unwound past us.
+            self.record_error(&HandlerError::new(
+                ErrorKind::Cancelled,
+                "cancelled",
+                "handler was cancelled before it finished",
+            ));
+        }
+        // Ending explicitly makes the span's end time the handler's, even if
+        // user code cloned `tracing::Span::current()` into a longer-lived
+        // task. Ending twice (the layer ends it again on close) is a no-op.
+        self.cx.span().end();
+    }
+}
+
+fn process_attributes(
+    scope: &SpanScope,
+    record: &Record<'_>,
+    key: Option<&str>,
+    tombstone: Option<bool>,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(10);
+    attributes.extend([
+        KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
+        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
+        KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, interned(record.topic())),
+        KeyValue::new(
+            semconv::MESSAGING_DESTINATION_PARTITION_ID,
+            record.partition().to_string(),
+        ),
+        KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, record.offset()),
+        KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, scope.group.clone()),
+    ]);
+    if let Some(key) = key {
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_KAFKA_MESSAGE_KEY,
+            key.to_owned(),
+        ));
+    }
+    if let Some(tombstone) = tombstone {
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
+            tombstone,
+        ));
+    }
+    if let Some(client_id) = &scope.client_id {
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_CLIENT_ID,
+            client_id.clone(),
+        ));
+    }
+    attributes
+}
+
+/// `process {topic}`, as a `&'static str` so span names cost no allocation.
+fn span_name(topic: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<std::collections::HashMap<String, &'static str>>> =
+        OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    let mut names = names.lock().unwrap_or_else(|poison| poison.into_inner());
+    if let Some(name) = names.get(topic) {
+        return name;
+    }
+    // Bounded by the number of distinct topics this process consumes.
+    let name: &'static str = Box::leak(format!("process {topic}").into_boxed_str());
+    names.insert(topic.to_owned(), name);
+    name
+}
+
+/// A topic name as `&'static str`, interned like [`span_name`].
+fn interned(topic: &str) -> &'static str {
+    static TOPICS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let topics = TOPICS.get_or_init(Default::default);
+    let mut topics = topics.lock().unwrap_or_else(|poison| poison.into_inner());
+    if let Some(topic) = topics.get(topic) {
+        return topic;
+    }
+    let topic: &'static str = Box::leak(topic.to_owned().into_boxed_str());
+    topics.insert(topic);
+    topic
+}

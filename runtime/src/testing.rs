@@ -1,0 +1,240 @@
+//! An embedded Kafka broker for tests, examples and benchmarks.
+//!
+//! [`EmbeddedBroker::start`] uses the cluster named by `KAFKA_BROKERS` when
+//! it is set. Otherwise it starts librdkafka's mock cluster in-process: a real
+//! Kafka wire-protocol broker on loopback TCP, with consumer groups and
+//! offset commits. Other processes can reach it at
+//! [`bootstrap_servers`](EmbeddedBroker::bootstrap_servers).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::ClientConfig;
+
+use crate::consumer::BROKERS_ENV;
+use crate::error::Error;
+
+/// A broker to test against: the `KAFKA_BROKERS` cluster or an in-process mock.
+pub struct EmbeddedBroker {
+    bootstrap_servers: String,
+    /// Owns the mock cluster, when there is one, and produces test records.
+    producer: FutureProducer,
+    mock: bool,
+}
+
+impl std::fmt::Debug for EmbeddedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBroker")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("mock", &self.mock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedBroker {
+    /// Connects to `KAFKA_BROKERS` or starts a one-broker mock cluster.
+    pub fn start() -> Result<Self, Error> {
+        match std::env::var(BROKERS_ENV) {
+            Ok(brokers) if !brokers.is_empty() => Self::connect(&brokers),
+            _ => Self::mock(),
+        }
+    }
+
+    /// Starts a one-broker mock cluster, ignoring `KAFKA_BROKERS`.
+    pub fn mock() -> Result<Self, Error> {
+        let producer: FutureProducer = producer_config()
+            .set("test.mock.num.brokers", "1")
+            .create()
+            .map_err(|err| Error::kafka("starting the mock cluster", err))?;
+        let mock = producer.client().mock_cluster().ok_or_else(|| {
+            Error::Config("librdkafka did not create a mock cluster".into())
+        })?;
+        let bootstrap_servers = mock.bootstrap_servers();
+        drop(mock);
+        disable_initial_rebalance_delay(producer.client());
+        Ok(Self {
+            bootstrap_servers,
+            producer,
+            mock: true,
+        })
+    }
+
+    fn connect(brokers: &str) -> Result<Self, Error> {
+        let producer: FutureProducer = producer_config()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .map_err(|err| Error::kafka(format!("connecting to {brokers}"), err))?;
+        Ok(Self {
+            bootstrap_servers: brokers.to_owned(),
+            producer,
+            mock: false,
+        })
+    }
+
+    /// The bootstrap servers, `host:port[,host:port]`.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+
+    /// Whether this is the in-process mock cluster.
+    pub fn is_mock(&self) -> bool {
+        self.mock
+    }
+
+    /// Consumer properties that make group joins and rebalances fast (the
+    /// mock otherwise waits seconds). Pass them to
+    /// [`ConsumerBuilder::set`](crate::ConsumerBuilder::set).
+    pub fn consumer_properties(&self) -> Vec<(String, String)> {
+        [("session.timeout.ms", "1500"), ("heartbeat.interval.ms", "100")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        if self.mock {
+            let mock = self.producer.client().mock_cluster().ok_or_else(|| {
+                Error::Config("the mock cluster is gone".into())
+            })?;
+            return mock
+                .create_topic(topic, partitions, 1)
+                .map_err(|err| Error::kafka(format!("creating topic {topic}"), err));
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .create()
+            .map_err(|err| Error::kafka("creating an admin client", err))?;
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .map_err(|err| Error::kafka(format!("creating topic {topic}"), err))?;
+        for result in results {
+            if let Err((name, code)) = result {
+                return Err(Error::Config(format!("creating topic {name} failed: {code}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Produces one record and waits for the broker's acknowledgement.
+    /// Returns its (partition, offset).
+    pub async fn send(&self, record: TestRecord<'_>) -> Result<(i32, i64), Error> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: value.as_deref(),
+            });
+        }
+        let mut future_record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(record.topic).headers(headers);
+        if let Some(partition) = record.partition {
+            future_record = future_record.partition(partition);
+        }
+        if let Some(key) = record.key {
+            future_record = future_record.key(key);
+        }
+        if let Some(payload) = record.payload {
+            future_record = future_record.payload(payload);
+        }
+        let delivery = self
+            .producer
+            .send(future_record, Duration::from_secs(30))
+            .await
+            .map_err(|(err, _)| Error::kafka(format!("producing to {}", record.topic), err))?;
+        Ok((delivery.partition, delivery.offset))
+    }
+}
+
+/// A record to produce with [`EmbeddedBroker::send`].
+#[derive(Clone, Debug, Default)]
+pub struct TestRecord<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition; `None` lets the partitioner choose (by key).
+    pub partition: Option<i32>,
+    /// The key.
+    pub key: Option<&'a [u8]>,
+    /// The payload; `None` for a tombstone.
+    pub payload: Option<&'a [u8]>,
+    /// Headers in order; a `None` value is a null header.
+    pub headers: Vec<(&'a str, Option<Vec<u8>>)>,
+}
+
+impl<'a> TestRecord<'a> {
+    /// A record with a payload and nothing else.
+    pub fn new(topic: &'a str, payload: &'a [u8]) -> Self {
+        Self {
+            topic,
+            payload: Some(payload),
+            ..Self::default()
+        }
+    }
+
+    /// Sends it to `partition`.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: &'a [u8]) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Appends a header.
+    pub fn header(mut self, key: &'a str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((key, Some(value.into())));
+        self
+    }
+}
+
+/// A topic name no other test uses: `{prefix}-{random hex}`.
+pub fn unique_topic(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{prefix}-{:016x}", hasher.finish())
+}
+
+fn producer_config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "1");
+    config
+}
+
+/// The mock cluster delays a group's first join by 3 s (as real brokers do
+/// with `group.initial.rebalance.delay.ms`). rdkafka has no safe wrapper for
+/// the knob, so this calls librdkafka directly.
+#[allow(unsafe_code)]
+fn disable_initial_rebalance_delay<C: ClientContext>(client: &Client<C>) {
+    // SAFETY: `client` is a live librdkafka handle for the whole call.
+    // `rd_kafka_handle_mock_cluster` returns the mock cluster it owns (or
+    // null, checked), which stays alive as long as the handle does;
+    // setting the delay only writes a field of that cluster.
+    unsafe {
+        let mock = rdkafka::bindings::rd_kafka_handle_mock_cluster(client.native_ptr());
+        if !mock.is_null() {
+            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(mock, 0);
+        }
+    }
+}
