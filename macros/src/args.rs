@@ -37,9 +37,11 @@ impl RawArgs {
 
         for meta in self.0 {
             let path = meta.path();
-            let Some(key) = path.get_ident().map(ToString::to_string).or_else(|| {
-                (path.segments.len() == 1).then(|| path.segments[0].ident.to_string())
-            }) else {
+            let Some(key) = path
+                .get_ident()
+                .map(ToString::to_string)
+                .or_else(|| (path.segments.len() == 1).then(|| path.segments[0].ident.to_string()))
+            else {
                 errors.push(syn::Error::new_spanned(
                     path,
                     format!("unknown argument; expected one of {KEYS}"),
@@ -74,10 +76,12 @@ impl RawArgs {
                 "group" => group = errors.ok(parse_group(&value)),
                 "record_key" => record_key = errors.ok(parse_bool(&value, "record_key")),
                 "crate" => {
-                    krate = errors.ok(
-                        parse_str(&value, "crate", "a path, e.g. `crate = \"::kafka_handler\"`")
-                            .and_then(|lit| lit.parse::<syn::Path>()),
+                    krate = errors.ok(parse_str(
+                        &value,
+                        "crate",
+                        "a path, e.g. `crate = \"::kafka_handler\"`",
                     )
+                    .and_then(|lit| lit.parse::<syn::Path>()))
                 }
                 _ => unreachable!("keys are checked above"),
             }
@@ -169,7 +173,8 @@ fn parse_str(value: &Expr, key: &str, what: &str) -> syn::Result<LitStr> {
 fn parse_bool(value: &Expr, key: &str) -> syn::Result<bool> {
     match value {
         Expr::Lit(ExprLit {
-            lit: Lit::Bool(lit), ..
+            lit: Lit::Bool(lit),
+            ..
         }) => Ok(lit.value),
         _ => Err(syn::Error::new(
             value.span(),

@@ -14,10 +14,8 @@ pub(crate) fn kafka_handler(args: TokenStream, item: TokenStream) -> TokenStream
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(_) => {
-            let error = syn::Error::new_spanned(
-                &item,
-                "#[kafka_handler] applies to a `fn` or `async fn`",
-            );
+            let error =
+                syn::Error::new_spanned(&item, "#[kafka_handler] applies to a `fn` or `async fn`");
             return token_stream_with_error(item, error);
         }
     };
@@ -133,10 +131,7 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
             };
             let ty = &arg.ty;
             quote_spanned! {ty.span()=>
-                let #arg_name = match <#ty as #private::FromRecord<'_>>::from_record(__kh_record) {
-                    #private::Ok(value) => value,
-                    #private::Err(error) => return #private::Err(error),
-                };
+                let #arg_name = <#ty as #private::FromRecord<'_>>::from_record(__kh_record)?;
             }
         });
     let output_span = match &function.sig.output {
@@ -157,7 +152,8 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
             fn __kh_invoke<'r>(__kh_record: &'r #private::Record<'r>) -> #private::HandlerFuture<'r> {
                 #private::Box::pin(async move {
                     #(#extractions)*
-                    #into_outcome
+                    let __kh_outcome: #private::Outcome = #into_outcome;
+                    __kh_outcome
                 })
             }
             #private::Handler::asynchronous(__KH_NAME, [#(#topics),*], #group, __kh_invoke)

@@ -100,11 +100,8 @@ impl OffsetTracker {
 
     /// Forgets partitions this member no longer owns.
     pub(crate) fn forget(&mut self, revoked: &TopicPartitionList) {
-        self.partitions.retain(|p| {
-            revoked
-                .find_partition(&p.topic, p.partition)
-                .is_none()
-        });
+        self.partitions
+            .retain(|p| revoked.find_partition(&p.topic, p.partition).is_none());
     }
 }
 

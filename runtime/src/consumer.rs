@@ -214,9 +214,11 @@ impl Consumer {
     /// Consumes until `shutdown` is triggered, then finishes the records in
     /// flight (within the shutdown timeout), commits, and flushes spans.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
-        let results = futures_util::future::join_all(self.groups.iter().map(|group| {
-            group.run(&shutdown, self.commit_interval, self.shutdown_timeout)
-        }))
+        let results = futures_util::future::join_all(
+            self.groups
+                .iter()
+                .map(|group| group.run(&shutdown, self.commit_interval, self.shutdown_timeout)),
+        )
         .await;
         if let Some(provider) = &self.tracer_provider {
             if let Err(err) = provider.force_flush() {
@@ -271,7 +273,11 @@ impl GroupConsumer {
         Ok(())
     }
 
-    fn connect(self, brokers: &str, properties: &[(String, String)]) -> Result<ConnectedGroup, Error> {
+    fn connect(
+        self,
+        brokers: &str,
+        properties: &[(String, String)],
+    ) -> Result<ConnectedGroup, Error> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", brokers)
@@ -288,9 +294,13 @@ impl GroupConsumer {
             group: self.group.clone(),
             tracker: tracker.clone(),
         };
-        let consumer: StreamConsumer<GroupContext> = config
-            .create_with_context(context)
-            .map_err(|err| Error::kafka(format!("creating the consumer for group `{}`", self.group), err))?;
+        let consumer: StreamConsumer<GroupContext> =
+            config.create_with_context(context).map_err(|err| {
+                Error::kafka(
+                    format!("creating the consumer for group `{}`", self.group),
+                    err,
+                )
+            })?;
         Ok(ConnectedGroup {
             group: self.group,
             processors: self.processors,
@@ -325,9 +335,12 @@ impl ConnectedGroup {
         shutdown_timeout: Duration,
     ) -> Result<(), Error> {
         let topics: Vec<&str> = self.routes.iter().map(|(t, _)| t.as_str()).collect();
-        self.consumer
-            .subscribe(&topics)
-            .map_err(|err| Error::kafka(format!("subscribing group `{}` to {topics:?}", self.group), err))?;
+        self.consumer.subscribe(&topics).map_err(|err| {
+            Error::kafka(
+                format!("subscribing group `{}` to {topics:?}", self.group),
+                err,
+            )
+        })?;
         tracing::info!(target: "kafka_handler", group = %self.group, ?topics, "consumer started");
 
         // One long-lived stream: `recv()` would register and unregister a
@@ -415,8 +428,12 @@ impl ConnectedGroup {
         let Some(list) = commit::lock(&self.tracker).unconfirmed(|_, _| true) else {
             return Ok(());
         };
-        commit::commit_sync(&self.consumer, &self.tracker, &list)
-            .map_err(|err| Error::kafka(format!("committing offsets of group `{}` at shutdown", self.group), err))?;
+        commit::commit_sync(&self.consumer, &self.tracker, &list).map_err(|err| {
+            Error::kafka(
+                format!("committing offsets of group `{}` at shutdown", self.group),
+                err,
+            )
+        })?;
         tracing::info!(target: "kafka_handler", group = %self.group, "offsets committed at shutdown");
         Ok(())
     }
@@ -425,7 +442,11 @@ impl ConnectedGroup {
 /// Runs `future` to completion, unless shutdown is triggered while it runs
 /// and it then takes longer than `bound`: `None`, and the future is dropped
 /// (cancelling the handler).
-async fn finish_within<F: Future>(future: F, shutdown: &Shutdown, bound: Duration) -> Option<F::Output> {
+async fn finish_within<F: Future>(
+    future: F,
+    shutdown: &Shutdown,
+    bound: Duration,
+) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
     // Most handlers finish on their first poll; skip the select for them.
     if let Some(output) = future.as_mut().now_or_never() {
@@ -481,7 +502,9 @@ impl ConsumerContext for GroupContext {
             .unconfirmed(|topic, partition| revoked.find_partition(topic, partition).is_some());
         if let Some(list) = pending {
             match commit::commit_sync(consumer, &self.tracker, &list) {
-                Ok(()) => tracing::debug!(target: "kafka_handler", group = %self.group, "offsets committed on revoke"),
+                Ok(()) => {
+                    tracing::debug!(target: "kafka_handler", group = %self.group, "offsets committed on revoke")
+                }
                 Err(err) => tracing::warn!(
                     target: "kafka_handler",
                     group = %self.group,

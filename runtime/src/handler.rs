@@ -103,6 +103,12 @@ impl Handler {
         self
     }
 
+    /// Replaces the handler's topics (for environment-specific topic names).
+    pub fn with_topics(mut self, topics: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Replaces the handler's consumer group.
     pub fn with_group(mut self, group: impl Into<String>) -> Self {
         self.group = group.into();

@@ -64,5 +64,4 @@ pub mod __private {
     pub use crate::outcome::{IntoOutcome, Outcome};
     pub use crate::record::Record;
     pub use std::boxed::Box;
-    pub use std::result::Result::{Err, Ok};
 }

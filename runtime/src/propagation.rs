@@ -11,12 +11,19 @@ use crate::record::RecordHeaders;
 /// and keeps a hostile header from costing more than a length check.
 pub const MAX_TRACE_HEADER_BYTES: usize = 8 * 1024;
 
+const TRACEPARENT: &str = "traceparent";
+
 /// An OpenTelemetry [`Extractor`] over a record's headers.
 ///
 /// When a key repeats, the **last** header decides (Kafka's `lastHeader`
 /// rule). That header reads as absent when its value is null, not UTF-8, or
 /// longer than [`MAX_TRACE_HEADER_BYTES`]: a record whose trace header cannot
 /// be read starts a new trace rather than guessing from an earlier copy.
+///
+/// A `traceparent` that breaks the W3C rules also reads as absent (see
+/// [`is_valid_traceparent`]): the SDK's propagator parses ids with
+/// `from_str_radix`, which accepts short ids and a leading `+`, and such a
+/// header must start a new trace, not continue a made-up one.
 #[derive(Clone, Copy, Debug)]
 pub struct HeaderExtractor<'a>(pub RecordHeaders<'a>);
 
@@ -31,7 +38,11 @@ impl Extractor for HeaderExtractor<'_> {
         if value.len() > MAX_TRACE_HEADER_BYTES {
             return None;
         }
-        std::str::from_utf8(value).ok()
+        let value = std::str::from_utf8(value).ok()?;
+        if key == TRACEPARENT && !is_valid_traceparent(value) {
+            return None;
+        }
+        Some(value)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -55,4 +66,106 @@ pub fn extract_parent_context(headers: RecordHeaders<'_>) -> Context {
     global::get_text_map_propagator(|propagator| {
         propagator.extract_with_context(&Context::new(), &HeaderExtractor(headers))
     })
+}
+
+/// Whether `value` is a `traceparent` the W3C Trace Context rules accept.
+///
+/// Version `00`: exactly `00-{32 hex}-{16 hex}-{2 hex}`, lower-case, ids not
+/// all zero, and no flag bits beyond `sampled` (`01`) and `random` (`02`,
+/// which other SDKs send). A later version (`01` to `fe`) must start with
+/// the same shape and may only continue after a `-`. Version `ff` is invalid.
+pub fn is_valid_traceparent(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.len() < 55 || bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+        return false;
+    }
+    let (Some(version), Some(flags)) = (hex_byte(&bytes[0..2]), hex_byte(&bytes[53..55])) else {
+        return false;
+    };
+    let trace_id = &bytes[3..35];
+    let span_id = &bytes[36..52];
+    if !trace_id.iter().chain(span_id).all(|b| is_lower_hex(*b))
+        || trace_id.iter().all(|b| *b == b'0')
+        || span_id.iter().all(|b| *b == b'0')
+    {
+        return false;
+    }
+    match version {
+        0x00 => bytes.len() == 55 && flags & !0x03 == 0,
+        0xff => false,
+        _ => bytes.len() == 55 || bytes[55] == b'-',
+    }
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    Some(digit(pair[0])? << 4 | digit(pair[1])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_traceparent;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn accepts_w3c_traceparents() {
+        assert!(is_valid_traceparent(VALID));
+        for flags in ["00", "01", "02", "03"] {
+            let value = format!("{}{flags}", &VALID[..53]);
+            assert!(is_valid_traceparent(&value), "{value}");
+        }
+        assert!(is_valid_traceparent(&format!(
+            "cc{}-what-the-future-holds",
+            &VALID[2..]
+        )));
+        assert!(is_valid_traceparent(&format!("cc{}", &VALID[2..])));
+    }
+
+    #[test]
+    fn rejects_what_w3c_rejects() {
+        let cases = [
+            ("version ff", format!("ff{}", &VALID[2..])),
+            ("upper-case trace id", VALID.replace("4bf92f", "4BF92F")),
+            ("upper-case flags", format!("{}0A", &VALID[..53])),
+            (
+                "short trace id",
+                VALID.replace("4bf92f3577b34da6", "4bf92f3577b34da"),
+            ),
+            (
+                "long span id",
+                VALID.replace("00f067aa0ba902b7", "00f067aa0ba902b70"),
+            ),
+            (
+                "all-zero trace id",
+                VALID.replace("4bf92f3577b34da6a3ce929d0e0e4736", &"0".repeat(32)),
+            ),
+            (
+                "all-zero span id",
+                VALID.replace("00f067aa0ba902b7", &"0".repeat(16)),
+            ),
+            ("unknown flag bits", format!("{}09", &VALID[..53])),
+            ("trailing data on version 00", format!("{VALID}-extra")),
+            ("one-digit flags", VALID[..54].to_owned()),
+            ("plus sign", VALID.replace("-00f0", "-+0f0")),
+            ("non-hex", VALID.replace("4bf9", "4bg9")),
+            ("empty", String::new()),
+            (
+                "later version without separator",
+                format!("cc{}x", &VALID[2..]),
+            ),
+            ("leading space", format!(" {}", &VALID[..54])),
+        ];
+        for (why, value) in cases {
+            assert!(!is_valid_traceparent(&value), "{why}: {value}");
+        }
+    }
 }

@@ -199,7 +199,10 @@ impl<'a> RecordHeaders<'a> {
 impl fmt::Debug for RecordHeaders<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.iter().map(|(k, v)| (k, v.map(String::from_utf8_lossy))))
+            .entries(
+                self.iter()
+                    .map(|(k, v)| (k, v.map(String::from_utf8_lossy))),
+            )
             .finish()
     }
 }

@@ -165,7 +165,10 @@ fn process_attributes(
         KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
         KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
         KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
-        KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, interned(record.topic())),
+        KeyValue::new(
+            semconv::MESSAGING_DESTINATION_NAME,
+            interned(record.topic()),
+        ),
         KeyValue::new(
             semconv::MESSAGING_DESTINATION_PARTITION_ID,
             record.partition().to_string(),

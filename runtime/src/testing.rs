@@ -52,9 +52,10 @@ impl EmbeddedBroker {
             .set("test.mock.num.brokers", "1")
             .create()
             .map_err(|err| Error::kafka("starting the mock cluster", err))?;
-        let mock = producer.client().mock_cluster().ok_or_else(|| {
-            Error::Config("librdkafka did not create a mock cluster".into())
-        })?;
+        let mock = producer
+            .client()
+            .mock_cluster()
+            .ok_or_else(|| Error::Config("librdkafka did not create a mock cluster".into()))?;
         let bootstrap_servers = mock.bootstrap_servers();
         drop(mock);
         disable_initial_rebalance_delay(producer.client());
@@ -91,18 +92,23 @@ impl EmbeddedBroker {
     /// mock otherwise waits seconds). Pass them to
     /// [`ConsumerBuilder::set`](crate::ConsumerBuilder::set).
     pub fn consumer_properties(&self) -> Vec<(String, String)> {
-        [("session.timeout.ms", "1500"), ("heartbeat.interval.ms", "100")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+        [
+            ("session.timeout.ms", "1500"),
+            ("heartbeat.interval.ms", "100"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
     }
 
     /// Creates `topic` with `partitions` partitions.
     pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
         if self.mock {
-            let mock = self.producer.client().mock_cluster().ok_or_else(|| {
-                Error::Config("the mock cluster is gone".into())
-            })?;
+            let mock = self
+                .producer
+                .client()
+                .mock_cluster()
+                .ok_or_else(|| Error::Config("the mock cluster is gone".into()))?;
             return mock
                 .create_topic(topic, partitions, 1)
                 .map_err(|err| Error::kafka(format!("creating topic {topic}"), err));
@@ -120,7 +126,9 @@ impl EmbeddedBroker {
             .map_err(|err| Error::kafka(format!("creating topic {topic}"), err))?;
         for result in results {
             if let Err((name, code)) = result {
-                return Err(Error::Config(format!("creating topic {name} failed: {code}")));
+                return Err(Error::Config(format!(
+                    "creating topic {name} failed: {code}"
+                )));
             }
         }
         Ok(())

@@ -1,0 +1,190 @@
+//! Shared set-up for the end-to-end tests: telemetry with the SDK's
+//! in-memory exporter, an embedded broker, traced test records, bounded waits.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod scenarios;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kafka_handler::testing::{EmbeddedBroker, TestRecord};
+use kafka_handler::{Consumer, Handler, Shutdown};
+use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::{global, Context, KeyValue, Value};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tokio::task::JoinHandle;
+
+/// How the test binary installs telemetry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The OpenTelemetry SDK plus a `tracing` subscriber with the
+    /// tracing-opentelemetry layer: the layer owns the process span.
+    TracingLayer,
+    /// The OpenTelemetry SDK only: the runtime starts the span itself.
+    OtelOnly,
+}
+
+pub struct Telemetry {
+    pub mode: Mode,
+    pub exporter: InMemorySpanExporter,
+    pub provider: SdkTracerProvider,
+}
+
+static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
+
+/// Installs telemetry once per test binary. Every test of a binary must ask
+/// for the same mode.
+pub fn telemetry(mode: Mode) -> &'static Telemetry {
+    let telemetry = TELEMETRY.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        global::set_tracer_provider(provider.clone());
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        if mode == Mode::TracingLayer {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tests")));
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other subscriber is installed");
+        }
+        Telemetry {
+            mode,
+            exporter,
+            provider,
+        }
+    });
+    assert_eq!(telemetry.mode, mode, "one telemetry mode per test binary");
+    telemetry
+}
+
+impl Telemetry {
+    /// Finished spans named `name`.
+    pub fn spans_named(&self, name: &str) -> Vec<SpanData> {
+        self.exporter
+            .get_finished_spans()
+            .expect("in-memory exporter")
+            .into_iter()
+            .filter(|span| span.name == name)
+            .collect()
+    }
+}
+
+/// A producer span for a test record, ended, and the headers that carry it.
+pub fn traced_headers(topic: &str) -> (SpanContext, Vec<(&'static str, Vec<u8>)>) {
+    let tracer = global::tracer("test-producer");
+    let span = tracer
+        .span_builder(format!("send {topic}"))
+        .with_kind(SpanKind::Producer)
+        .start_with_context(&tracer, &Context::new());
+    let cx = Context::new().with_span(span);
+    let span_context = cx.span().span_context().clone();
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    global::get_text_map_propagator(|propagator| propagator.inject_context(&cx, &mut carrier));
+    cx.span().end();
+    let value = carrier
+        .remove("traceparent")
+        .expect("the propagator writes a traceparent");
+    (span_context, vec![("traceparent", value.into_bytes())])
+}
+
+/// Produces `record` and waits for the broker's acknowledgement.
+pub async fn send(broker: &EmbeddedBroker, record: TestRecord<'_>) -> (i32, i64) {
+    broker
+        .send(record)
+        .await
+        .expect("the broker accepts the record")
+}
+
+/// Starts a consumer for `handlers` on `broker` with test timings.
+pub fn start_consumer(
+    broker: &EmbeddedBroker,
+    handlers: Vec<Handler>,
+) -> (Shutdown, JoinHandle<Result<(), kafka_handler::Error>>) {
+    let mut builder = Consumer::builder()
+        .brokers(broker.bootstrap_servers())
+        .handlers(handlers)
+        .commit_interval(Duration::from_millis(200))
+        .shutdown_timeout(Duration::from_secs(10));
+    for (key, value) in broker.consumer_properties() {
+        builder = builder.set(key, value);
+    }
+    let consumer = builder.build().expect("a valid consumer configuration");
+    let shutdown = Shutdown::new();
+    let handle = tokio::spawn(consumer.run(shutdown.clone()));
+    (shutdown, handle)
+}
+
+/// Stops a consumer and checks it stopped cleanly.
+pub async fn stop_consumer(
+    shutdown: Shutdown,
+    handle: JoinHandle<Result<(), kafka_handler::Error>>,
+) {
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("the consumer stops within 30 s of shutdown")
+        .expect("the consumer task does not panic")
+        .expect("the consumer stops without error");
+}
+
+/// Polls `condition` every 10 ms until it holds, failing with `what` after
+/// `limit`.
+pub async fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of attribute `key` on `span`.
+pub fn attribute(span: &SpanData, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|kv: &&KeyValue| kv.key.as_str() == key)
+        .map(|kv| kv.value.clone())
+}
+
+/// Asserts the attributes TRACING.md requires on a process span.
+pub fn assert_process_attributes(
+    span: &SpanData,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    group: &str,
+    key: Option<&str>,
+) {
+    let expect = |name: &str, value: Value| {
+        assert_eq!(
+            attribute(span, name),
+            Some(value.clone()),
+            "{name} on {} (offset {offset})",
+            span.name
+        );
+    };
+    assert_eq!(span.span_kind, SpanKind::Consumer);
+    assert_eq!(span.name, format!("process {topic}"));
+    expect("messaging.system", "kafka".into());
+    expect("messaging.operation.type", "process".into());
+    expect("messaging.operation.name", "process".into());
+    expect("messaging.destination.name", topic.to_owned().into());
+    expect(
+        "messaging.destination.partition.id",
+        partition.to_string().into(),
+    );
+    expect("messaging.kafka.offset", offset.into());
+    expect("messaging.consumer.group.name", group.to_owned().into());
+    match key {
+        Some(key) => expect("messaging.kafka.message.key", key.to_owned().into()),
+        None => assert_eq!(attribute(span, "messaging.kafka.message.key"), None),
+    }
+    assert_eq!(attribute(span, "messaging.kafka.message.tombstone"), None);
+}
