@@ -1,2 +1,260 @@
-//! Placeholder.
-fn main() {}
+//! The quickstart: traced records in, one trace per record out.
+//!
+//! Starts the embedded broker (librdkafka's mock cluster, or the cluster in
+//! `KAFKA_BROKERS`), produces orders from a "checkout" service, each in its
+//! own trace, plus one order without trace headers and one with a malformed
+//! `traceparent`. Two `#[kafka_handler]` functions in two consumer groups
+//! handle them, then every resulting trace is printed as a tree.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kafka_handler::testing::{EmbeddedBroker, TestRecord};
+use kafka_handler::{handlers, kafka_handler, Consumer, Json, Key, RecordMeta, Shutdown};
+use opentelemetry::trace::{
+    SpanId, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+};
+use opentelemetry::{global, Context, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use serde::Deserialize;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+const TOPIC: &str = "orders";
+
+#[derive(Debug, Deserialize)]
+struct Order {
+    id: u64,
+    cents: u64,
+}
+
+#[derive(Debug)]
+struct Declined(u64);
+
+impl std::fmt::Display for Declined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "card declined for order {}", self.0)
+    }
+}
+
+static HANDLED: AtomicUsize = AtomicUsize::new(0);
+
+/// Bills an order. Runs inside the order's trace: the span below is a child
+/// of this record's `process orders` span.
+#[kafka_handler(topics = ["orders"], group = "billing")]
+async fn bill(order: Json<Order>, meta: &RecordMeta) -> Result<(), Declined> {
+    HANDLED.fetch_add(1, Ordering::Relaxed);
+    let charge = tracing::info_span!("charge card", order.id = order.id, cents = order.cents);
+    let _charge = charge.enter();
+    tracing::info!(order.id = order.id, partition = meta.partition(), "billing");
+    if order.cents == 0 {
+        return Err(Declined(order.id));
+    }
+    Ok(())
+}
+
+/// Audits every record, whatever its payload, in a second group.
+#[kafka_handler(topics = ["orders"], group = "audit")]
+fn audit(payload: &str, key: Key<'_>) {
+    HANDLED.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(key = key.as_str(), bytes = payload.len(), "audited");
+}
+
+/// The checkout service: a server span, then a producer span whose context
+/// travels in the record's `traceparent`.
+async fn checkout(broker: &EmbeddedBroker, order_id: u64, cents: u64) {
+    let tracer = global::tracer("checkout");
+    let request = tracer
+        .span_builder("POST /checkout")
+        .with_kind(SpanKind::Server)
+        .start_with_context(&tracer, &Context::new());
+    let request_cx = Context::new().with_span(request);
+    let send = tracer
+        .span_builder(format!("send {TOPIC}"))
+        .with_kind(SpanKind::Producer)
+        .with_attributes([KeyValue::new("messaging.system", "kafka")])
+        .start_with_context(&tracer, &request_cx);
+    let send_cx = request_cx.with_span(send);
+    let mut carrier = HashMap::new();
+    global::get_text_map_propagator(|p| p.inject_context(&send_cx, &mut carrier));
+
+    let key = format!("order-{order_id}");
+    let payload = format!(r#"{{"id":{order_id},"cents":{cents}}}"#);
+    let mut record = TestRecord::new(TOPIC, payload.as_bytes()).key(key.as_bytes());
+    for (name, value) in &carrier {
+        record = record.header(
+            if name == "traceparent" {
+                "traceparent"
+            } else {
+                "tracestate"
+            },
+            value.as_bytes(),
+        );
+    }
+    broker
+        .send(record)
+        .await
+        .expect("the broker accepts the order");
+    send_cx.span().end();
+    request_cx.span().end();
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    global::set_tracer_provider(provider.clone());
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let logs = tracing_subscriber::fmt::layer()
+        .compact()
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("quickstart")))
+        .with(logs)
+        .with(
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing::Level::INFO)
+                .with_target("librdkafka", tracing::Level::WARN),
+        );
+    tracing::subscriber::set_global_default(subscriber)?;
+
+    let broker = EmbeddedBroker::start()?;
+    println!(
+        "broker: {} ({})",
+        broker.bootstrap_servers(),
+        if broker.is_mock() {
+            "embedded mock cluster"
+        } else {
+            "KAFKA_BROKERS"
+        }
+    );
+    if broker.is_mock() {
+        broker.create_topic(TOPIC, 2).await?;
+    }
+
+    // Three orders in three traces; order 4 is declined (an error span).
+    for (id, cents) in [(1, 1250), (2, 990), (3, 4200), (4, 0)] {
+        checkout(&broker, id, cents).await;
+    }
+    // One record without trace headers, one with a malformed traceparent:
+    // each starts a new trace of its own.
+    broker
+        .send(TestRecord::new(TOPIC, br#"{"id":5,"cents":100}"#).key(b"order-5"))
+        .await?;
+    broker
+        .send(
+            TestRecord::new(TOPIC, br#"{"id":6,"cents":100}"#)
+                .key(b"order-6")
+                .header("traceparent", "00-NOT-A-VALID-TRACEPARENT-01"),
+        )
+        .await?;
+    let expected = 6 * 2; // six records, two groups
+
+    let mut builder = Consumer::builder()
+        .brokers(broker.bootstrap_servers())
+        .handlers(handlers![bill, audit])
+        .tracer_provider(provider.clone());
+    for (key, value) in broker.consumer_properties() {
+        builder = builder.set(key, value);
+    }
+    let consumer = builder.build()?;
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while HANDLED.load(Ordering::Relaxed) < expected {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {expected} records handled within 30 s",
+                HANDLED.load(Ordering::Relaxed)
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.trigger();
+    running.await??;
+
+    print_traces(&exporter.get_finished_spans()?);
+    Ok(())
+}
+
+/// Prints spans as one tree per trace.
+fn print_traces(spans: &[SpanData]) {
+    let mut traces: Vec<(opentelemetry::trace::TraceId, Vec<&SpanData>)> = Vec::new();
+    for span in spans {
+        let trace_id = span.span_context.trace_id();
+        match traces.iter_mut().find(|(id, _)| *id == trace_id) {
+            Some((_, members)) => members.push(span),
+            None => traces.push((trace_id, vec![span])),
+        }
+    }
+    traces.sort_by_key(|(_, members)| members.iter().map(|s| s.start_time).min());
+    println!("\n{} traces:", traces.len());
+    for (trace_id, mut members) in traces {
+        members.sort_by_key(|s| s.start_time);
+        println!("\ntrace {trace_id}");
+        let ids: Vec<SpanId> = members.iter().map(|s| s.span_context.span_id()).collect();
+        let roots: Vec<&SpanData> = members
+            .iter()
+            .copied()
+            .filter(|s| !ids.contains(&s.parent_span_id))
+            .collect();
+        for (i, root) in roots.iter().enumerate() {
+            print_span(root, &members, "", i + 1 == roots.len());
+        }
+    }
+}
+
+fn print_span(span: &SpanData, all: &[&SpanData], prefix: &str, last: bool) {
+    let attribute = |key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    let mut details = Vec::new();
+    for (label, key) in [
+        ("group", "messaging.consumer.group.name"),
+        ("partition", "messaging.destination.partition.id"),
+        ("offset", "messaging.kafka.offset"),
+        ("key", "messaging.kafka.message.key"),
+        ("error.type", "error.type"),
+    ] {
+        if let Some(value) = attribute(key) {
+            details.push(format!("{label}={value}"));
+        }
+    }
+    if let Status::Error { description } = &span.status {
+        details.push(format!("status=Error({description})"));
+    }
+    let kind = match span.span_kind {
+        SpanKind::Server => " [server]",
+        SpanKind::Producer => " [producer]",
+        SpanKind::Consumer => " [consumer]",
+        _ => "",
+    };
+    println!(
+        "{prefix}{} {}{kind}  span={} {}",
+        if last { "└─" } else { "├─" },
+        span.name,
+        span.span_context.span_id(),
+        details.join(" ")
+    );
+    let children: Vec<&SpanData> = all
+        .iter()
+        .copied()
+        .filter(|s| s.parent_span_id == span.span_context.span_id())
+        .collect();
+    let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
+    for (i, child) in children.iter().enumerate() {
+        print_span(child, all, &child_prefix, i + 1 == children.len());
+    }
+}

@@ -175,7 +175,7 @@ impl ConsumerBuilder {
 
         let mut runs = Vec::with_capacity(groups.len());
         for group in groups {
-            runs.push(group.connect(&brokers, &self.properties)?);
+            runs.push(group.configure(&brokers, &self.properties)?);
         }
         Ok(Consumer {
             groups: runs,
@@ -273,7 +273,10 @@ impl GroupConsumer {
         Ok(())
     }
 
-    fn connect(
+    /// Builds the group's client configuration and has librdkafka validate
+    /// it. The Kafka consumer itself is created by [`ConnectedGroup::run`],
+    /// inside the async runtime: rdkafka's stream consumer spawns a task.
+    fn configure(
         self,
         brokers: &str,
         properties: &[(String, String)],
@@ -289,33 +292,32 @@ impl GroupConsumer {
         for (key, value) in OWNED_PROPERTIES {
             config.set(key, value);
         }
-        let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
-        let context = GroupContext {
-            group: self.group.clone(),
-            tracker: tracker.clone(),
-        };
-        let consumer: StreamConsumer<GroupContext> =
-            config.create_with_context(context).map_err(|err| {
-                Error::kafka(
-                    format!("creating the consumer for group `{}`", self.group),
-                    err,
-                )
-            })?;
+        config.create_native_config().map_err(|err| {
+            Error::kafka(
+                format!("configuring the consumer for group `{}`", self.group),
+                err,
+            )
+        })?;
         Ok(ConnectedGroup {
             group: self.group,
             processors: self.processors,
             routes: self.routes,
-            consumer,
-            tracker,
+            config,
         })
     }
 }
 
-/// A group with its Kafka consumer.
+/// A group with its validated client configuration.
 struct ConnectedGroup {
     group: String,
     processors: Vec<Processor>,
     routes: Vec<(String, usize)>,
+    config: ClientConfig,
+}
+
+/// A group while it runs: its Kafka consumer and offsets.
+struct RunningGroup<'g> {
+    group: &'g ConnectedGroup,
     consumer: StreamConsumer<GroupContext>,
     tracker: Arc<Mutex<OffsetTracker>>,
 }
@@ -334,14 +336,43 @@ impl ConnectedGroup {
         commit_interval: Duration,
         shutdown_timeout: Duration,
     ) -> Result<(), Error> {
-        let topics: Vec<&str> = self.routes.iter().map(|(t, _)| t.as_str()).collect();
+        let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+        let context = GroupContext {
+            group: self.group.clone(),
+            tracker: tracker.clone(),
+        };
+        let consumer: StreamConsumer<GroupContext> =
+            self.config.create_with_context(context).map_err(|err| {
+                Error::kafka(
+                    format!("creating the consumer for group `{}`", self.group),
+                    err,
+                )
+            })?;
+        RunningGroup {
+            group: self,
+            consumer,
+            tracker,
+        }
+        .run(shutdown, commit_interval, shutdown_timeout)
+        .await
+    }
+}
+
+impl RunningGroup<'_> {
+    async fn run(
+        &self,
+        shutdown: &Shutdown,
+        commit_interval: Duration,
+        shutdown_timeout: Duration,
+    ) -> Result<(), Error> {
+        let topics: Vec<&str> = self.group.routes.iter().map(|(t, _)| t.as_str()).collect();
         self.consumer.subscribe(&topics).map_err(|err| {
             Error::kafka(
-                format!("subscribing group `{}` to {topics:?}", self.group),
+                format!("subscribing group `{}` to {topics:?}", self.group.group),
                 err,
             )
         })?;
-        tracing::info!(target: "kafka_handler", group = %self.group, ?topics, "consumer started");
+        tracing::info!(target: "kafka_handler", group = %self.group.group, ?topics, "consumer started");
 
         // One long-lived stream: `recv()` would register and unregister a
         // waker (two mutex locks) per message.
@@ -363,7 +394,7 @@ impl ConnectedGroup {
             let message = match polled {
                 Some(Ok(message)) => message,
                 Some(Err(err)) => {
-                    tracing::warn!(target: "kafka_handler", group = %self.group, error = %err, "consumer error");
+                    tracing::warn!(target: "kafka_handler", group = %self.group.group, error = %err, "consumer error");
                     continue;
                 }
                 None => break,
@@ -388,7 +419,7 @@ impl ConnectedGroup {
         shutdown_timeout: Duration,
     ) -> bool {
         let record = Record::from_message(message);
-        match self.processor_for(record.topic()) {
+        match self.group.processor_for(record.topic()) {
             Some(processor) => {
                 let Some(_outcome) =
                     finish_within(processor.process(&record), shutdown, shutdown_timeout).await
@@ -420,7 +451,7 @@ impl ConnectedGroup {
             return;
         };
         if let Err(err) = self.consumer.commit(&list, CommitMode::Async) {
-            tracing::warn!(target: "kafka_handler", group = %self.group, error = %err, "periodic commit failed");
+            tracing::warn!(target: "kafka_handler", group = %self.group.group, error = %err, "periodic commit failed");
         }
     }
 
@@ -430,11 +461,14 @@ impl ConnectedGroup {
         };
         commit::commit_sync(&self.consumer, &self.tracker, &list).map_err(|err| {
             Error::kafka(
-                format!("committing offsets of group `{}` at shutdown", self.group),
+                format!(
+                    "committing offsets of group `{}` at shutdown",
+                    self.group.group
+                ),
                 err,
             )
         })?;
-        tracing::info!(target: "kafka_handler", group = %self.group, "offsets committed at shutdown");
+        tracing::info!(target: "kafka_handler", group = %self.group.group, "offsets committed at shutdown");
         Ok(())
     }
 }
