@@ -3,7 +3,6 @@
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, LitStr, Meta, Token};
 
 const KEYS: &str = "`topics`, `group`, `record_key`, `crate`";
@@ -21,7 +20,19 @@ pub(crate) struct RawArgs(Punctuated<Meta, Token![,]>);
 
 impl Parse for RawArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        Punctuated::parse_terminated(input).map(RawArgs)
+        Punctuated::parse_terminated(input)
+            .map(RawArgs)
+            .map_err(|err| {
+                // syn's own message ("expected identifier") says what token
+                // was wanted, not what the attribute takes: add that.
+                syn::Error::new(
+                    err.span(),
+                    format!(
+                        "{err}: #[kafka_handler] takes `key = value` arguments, \
+                         e.g. `#[kafka_handler(topics = [\"orders\"], group = \"billing\")]`"
+                    ),
+                )
+            })
     }
 }
 
@@ -75,14 +86,7 @@ impl RawArgs {
                 "topics" => topics = errors.ok(parse_topics(&value)),
                 "group" => group = errors.ok(parse_group(&value)),
                 "record_key" => record_key = errors.ok(parse_bool(&value, "record_key")),
-                "crate" => {
-                    krate = errors.ok(parse_str(
-                        &value,
-                        "crate",
-                        "a path, e.g. `crate = \"::kafka_handler\"`",
-                    )
-                    .and_then(|lit| lit.parse::<syn::Path>()))
-                }
+                "crate" => krate = errors.ok(parse_crate(&value)),
                 _ => unreachable!("keys are checked above"),
             }
         }
@@ -136,7 +140,7 @@ fn parse_topics(value: &Expr) -> syn::Result<Vec<LitStr>> {
         if let Err(problem) = check_topic_name(&name) {
             errors.push(syn::Error::new(
                 lit.span(),
-                format!("invalid topic name {name:?}: {problem}"),
+                format!("invalid topic name {}: {problem}", shorten(&name)),
             ));
         } else if topics.iter().any(|t| t.value() == name) {
             errors.push(syn::Error::new(
@@ -148,6 +152,24 @@ fn parse_topics(value: &Expr) -> syn::Result<Vec<LitStr>> {
         }
     }
     errors.finish().map(|()| topics)
+}
+
+fn parse_crate(value: &Expr) -> syn::Result<syn::Path> {
+    let lit = parse_str(
+        value,
+        "crate",
+        "a path in a string literal, e.g. `crate = \"::kafka_handler\"`",
+    )?;
+    lit.parse::<syn::Path>().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "`crate` expects a path like `::kafka_handler` or `crate::reexport::kafka_handler`, \
+                 not {:?}",
+                lit.value()
+            ),
+        )
+    })
 }
 
 fn parse_group(value: &Expr) -> syn::Result<LitStr> {
@@ -163,8 +185,8 @@ fn parse_str(value: &Expr, key: &str, what: &str) -> syn::Result<LitStr> {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
         }) => Ok(lit.clone()),
-        _ => Err(syn::Error::new(
-            value.span(),
+        _ => Err(syn::Error::new_spanned(
+            value,
             format!("`{key}` expects {what}"),
         )),
     }
@@ -176,8 +198,8 @@ fn parse_bool(value: &Expr, key: &str) -> syn::Result<bool> {
             lit: Lit::Bool(lit),
             ..
         }) => Ok(lit.value),
-        _ => Err(syn::Error::new(
-            value.span(),
+        _ => Err(syn::Error::new_spanned(
+            value,
             format!("`{key}` expects `true` or `false`"),
         )),
     }
@@ -207,6 +229,18 @@ pub(crate) fn check_topic_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A topic name for an error message: quoted, and cut short when it is too
+/// long to read (the span already shows the whole literal).
+fn shorten(name: &str) -> String {
+    const MAX: usize = 40;
+    if name.chars().count() <= MAX {
+        format!("{name:?}")
+    } else {
+        let head: String = name.chars().take(MAX).collect();
+        format!("{head:?}...")
+    }
 }
 
 /// Collects errors so the user sees all of them in one build.

@@ -1,9 +1,9 @@
 //! Code generation for `#[kafka_handler]`.
 
-use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Group, Ident, Spacing, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericParam, ItemFn, Pat};
+use syn::{FnArg, GenericParam, Item, ItemFn, Pat};
 
 use crate::args::{Errors, HandlerArgs, RawArgs};
 
@@ -13,11 +13,7 @@ use crate::args::{Errors, HandlerArgs, RawArgs};
 pub(crate) fn kafka_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
-        Err(_) => {
-            let error =
-                syn::Error::new_spanned(&item, "#[kafka_handler] applies to a `fn` or `async fn`");
-            return token_stream_with_error(item, error);
-        }
+        Err(_) => return token_stream_with_error(item.clone(), not_a_fn(item)),
     };
     let args = syn::parse2::<RawArgs>(args).and_then(RawArgs::check);
     let signature = check_signature(&function);
@@ -29,6 +25,33 @@ pub(crate) fn kafka_handler(args: TokenStream, item: TokenStream) -> TokenStream
         }
         (Err(error), _) | (_, Err(error)) => token_stream_with_error(item, error),
     }
+}
+
+/// The error for an item that is not a function, on its keyword and name
+/// (`struct Order`) rather than across its whole body.
+fn not_a_fn(item: TokenStream) -> syn::Error {
+    fn head(keyword: &dyn ToTokens, name: &Ident) -> TokenStream {
+        quote!(#keyword #name)
+    }
+    let (what, span) = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Struct(item)) => ("a struct", head(&item.struct_token, &item.ident)),
+        Ok(Item::Enum(item)) => ("an enum", head(&item.enum_token, &item.ident)),
+        Ok(Item::Union(item)) => ("a union", head(&item.union_token, &item.ident)),
+        Ok(Item::Trait(item)) => ("a trait", head(&item.trait_token, &item.ident)),
+        Ok(Item::Type(item)) => ("a type alias", head(&item.type_token, &item.ident)),
+        Ok(Item::Const(item)) => ("a const", head(&item.const_token, &item.ident)),
+        Ok(Item::Static(item)) => ("a static", head(&item.static_token, &item.ident)),
+        Ok(Item::Mod(item)) => ("a module", head(&item.mod_token, &item.ident)),
+        Ok(Item::Impl(item)) => {
+            let (impl_token, self_ty) = (item.impl_token, item.self_ty);
+            ("an impl block", quote!(#impl_token #self_ty))
+        }
+        _ => ("this item", item),
+    };
+    syn::Error::new_spanned(
+        span,
+        format!("#[kafka_handler] applies to a `fn` or `async fn`, not {what}"),
+    )
 }
 
 fn token_stream_with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
@@ -115,6 +138,16 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
     let topics = &args.topics;
     let group = &args.group;
 
+    // The function's own lifetime parameters are not in scope in the
+    // generated code: where the function's types are repeated there, they
+    // become `'_` and are inferred.
+    let lifetimes: Vec<Ident> = function
+        .sig
+        .generics
+        .lifetimes()
+        .map(|param| param.lifetime.ident.clone())
+        .collect();
+
     let arg_names: Vec<_> = (0..function.sig.inputs.len())
         .map(|i| format_ident!("__kh_arg{}", i))
         .collect();
@@ -129,22 +162,38 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
             let FnArg::Typed(arg) = input else {
                 unreachable!("receivers are rejected before generation")
             };
-            let ty = &arg.ty;
-            quote_spanned! {ty.span()=>
+            let ty = elide_lifetimes(arg.ty.to_token_stream(), &lifetimes);
+            quote_spanned! {arg.ty.span()=>
                 let #arg_name = <#ty as #private::FromRecord<'_>>::from_record(__kh_record)?;
             }
         });
-    let output_span = match &function.sig.output {
-        syn::ReturnType::Default => name.span(),
-        syn::ReturnType::Type(_, ty) => ty.span(),
-    };
     let call = if function.sig.asyncness.is_some() {
         quote!(#name(#(#arg_names),*).await)
     } else {
         quote!(#name(#(#arg_names),*))
     };
-    let into_outcome = quote_spanned! {output_span=>
-        #private::IntoOutcome::into_outcome(#call)
+    // Naming the return type in the trait path puts an unsupported return
+    // type's error on that type as written. `impl Trait` cannot be named
+    // there: its value is bound to a variable spanned on the type instead,
+    // so the error points at the type's first token.
+    let into_outcome = match &function.sig.output {
+        syn::ReturnType::Type(_, ty) if !contains_impl(ty.to_token_stream()) => {
+            let ty_tokens = elide_lifetimes(ty.to_token_stream(), &lifetimes);
+            quote_spanned! {ty.span()=>
+                <#ty_tokens as #private::IntoOutcome>::into_outcome(#call)
+            }
+        }
+        syn::ReturnType::Type(_, ty) => {
+            let returned = quote_spanned!(ty.span()=> __kh_returned);
+            quote! {{
+                let #returned = #call;
+                #private::IntoOutcome::into_outcome(#returned)
+            }}
+        }
+        // `()`, which always converts.
+        syn::ReturnType::Default => quote! {
+            #private::IntoOutcome::into_outcome(#call)
+        },
     };
 
     let constructor = if function.sig.asyncness.is_some() {
@@ -196,4 +245,45 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
             }
         }
     }
+}
+
+/// Replaces the lifetimes named in `lifetimes` (`'a`) by `'_`, keeping every
+/// token's span so errors still point at the user's code.
+fn elide_lifetimes(tokens: TokenStream, lifetimes: &[Ident]) -> TokenStream {
+    let mut out = Vec::new();
+    let mut tokens = tokens.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            TokenTree::Punct(quote)
+                if quote.as_char() == '\'' && quote.spacing() == Spacing::Joint =>
+            {
+                out.push(TokenTree::Punct(quote));
+                if let Some(TokenTree::Ident(name)) = tokens.peek() {
+                    if lifetimes.contains(name) {
+                        out.push(TokenTree::Ident(Ident::new("_", name.span())));
+                        tokens.next();
+                    }
+                }
+            }
+            TokenTree::Group(group) => {
+                let mut elided = Group::new(
+                    group.delimiter(),
+                    elide_lifetimes(group.stream(), lifetimes),
+                );
+                elided.set_span(group.span());
+                out.push(TokenTree::Group(elided));
+            }
+            other => out.push(other),
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Whether a type mentions `impl Trait` anywhere.
+fn contains_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "impl",
+        TokenTree::Group(group) => contains_impl(group.stream()),
+        _ => false,
+    })
 }

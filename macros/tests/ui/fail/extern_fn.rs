@@ -1,0 +1,7 @@
+//! `extern "C" fn` handlers are rejected.
+use kafka_handler::kafka_handler;
+
+#[kafka_handler(topics = ["orders"], group = "billing")]
+extern "C" fn handle(_payload: &[u8]) {}
+
+fn main() {}

@@ -1,0 +1,7 @@
+//! `group` takes a string literal.
+use kafka_handler::kafka_handler;
+
+#[kafka_handler(topics = ["orders"], group = billing)]
+fn handle(_payload: &[u8]) {}
+
+fn main() {}

@@ -1,0 +1,7 @@
+//! Keys take `key = value`, not `key(..)`.
+use kafka_handler::kafka_handler;
+
+#[kafka_handler(topics("orders"), group = "billing")]
+fn handle(_payload: &[u8]) {}
+
+fn main() {}

@@ -1,0 +1,7 @@
+//! An empty string is not a topic name.
+use kafka_handler::kafka_handler;
+
+#[kafka_handler(topics = [""], group = "billing")]
+fn handle(_payload: &[u8]) {}
+
+fn main() {}
