@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 use crate::handler::{Handler, Invoke};
 use crate::outcome::{HandlerError, Outcome};
 use crate::record::Record;
-use crate::span::{ProcessSpan, SpanScope};
+use crate::span::{ProcessSpan, SpanScope, TopicNames};
 
 /// A handler bound to its consumer identity (group, client id) and tracer:
 /// the per-record wrapper of the contract.
@@ -53,6 +53,7 @@ impl Processor {
             group,
             client_id,
             record_key: handler.options().record_key,
+            topics: TopicNames::for_topics(handler.topics()),
         };
         Self { handler, scope }
     }

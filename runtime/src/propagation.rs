@@ -82,12 +82,7 @@ pub fn is_valid_traceparent(value: &str) -> bool {
     let (Some(version), Some(flags)) = (hex_byte(&bytes[0..2]), hex_byte(&bytes[53..55])) else {
         return false;
     };
-    let trace_id = &bytes[3..35];
-    let span_id = &bytes[36..52];
-    if !trace_id.iter().chain(span_id).all(|b| is_lower_hex(*b))
-        || trace_id.iter().all(|b| *b == b'0')
-        || span_id.iter().all(|b| *b == b'0')
-    {
+    if lower_hex_id(&bytes[3..35]) != Some(true) || lower_hex_id(&bytes[36..52]) != Some(true) {
         return false;
     }
     match version {
@@ -97,8 +92,17 @@ pub fn is_valid_traceparent(value: &str) -> bool {
     }
 }
 
-fn is_lower_hex(b: u8) -> bool {
-    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+/// For an id of lower-case hex digits, whether it is non-zero; `None` when a
+/// byte is not a lower-case hex digit. One pass without early exits: this
+/// runs on every record, and a well-formed id is the common case.
+fn lower_hex_id(id: &[u8]) -> Option<bool> {
+    let mut hex = true;
+    let mut nonzero = false;
+    for &b in id {
+        hex &= b.is_ascii_digit() | (b'a'..=b'f').contains(&b);
+        nonzero |= b != b'0';
+    }
+    hex.then_some(nonzero)
 }
 
 fn hex_byte(pair: &[u8]) -> Option<u8> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -21,6 +21,40 @@ pub(crate) struct SpanScope {
     pub(crate) group: Arc<str>,
     pub(crate) client_id: Option<Arc<str>>,
     pub(crate) record_key: bool,
+    /// The span name and interned name of each of the handler's topics,
+    /// looked up without the global tables' lock and hash.
+    pub(crate) topics: Arc<[TopicNames]>,
+}
+
+/// A topic's span name and interned name, both `&'static str`.
+#[derive(Debug)]
+pub(crate) struct TopicNames {
+    topic: &'static str,
+    span_name: &'static str,
+}
+
+impl TopicNames {
+    /// The names of `topics`, interned once.
+    pub(crate) fn for_topics(topics: &[String]) -> Arc<[TopicNames]> {
+        topics
+            .iter()
+            .map(|topic| TopicNames {
+                topic: interned(topic),
+                span_name: span_name(topic),
+            })
+            .collect()
+    }
+}
+
+impl SpanScope {
+    /// `topic` interned, and its span name: from the handler's own topics,
+    /// else from the global tables.
+    fn names(&self, topic: &str) -> (&'static str, &'static str) {
+        match self.topics.iter().find(|names| names.topic == topic) {
+            Some(names) => (names.topic, names.span_name),
+            None => (interned(topic), span_name(topic)),
+        }
+    }
 }
 
 /// The span of one attempt at one record.
@@ -44,8 +78,7 @@ impl ProcessSpan {
     /// activated yet: see [`Self::context`] and [`Self::tracing_span`].
     pub(crate) fn start(scope: &SpanScope, record: &Record<'_>) -> Self {
         let parent_cx = extract_parent_context(record.headers());
-        let topic = record.topic();
-        let name = span_name(topic);
+        let (topic, name) = scope.names(record.topic());
         let key = if scope.record_key {
             record.key().and_then(|k| std::str::from_utf8(k).ok())
         } else {
@@ -94,7 +127,7 @@ impl ProcessSpan {
         // Attributes are built only for spans someone records: an unsampled
         // record costs no allocation here.
         if span_ref.is_recording() {
-            span_ref.set_attributes(process_attributes(scope, record, key, tombstone));
+            span_ref.set_attributes(process_attributes(scope, record, topic, key, tombstone));
         }
         Self {
             cx,
@@ -157,6 +190,7 @@ impl Drop for ProcessSpan {
 fn process_attributes(
     scope: &SpanScope,
     record: &Record<'_>,
+    topic: &'static str,
     key: Option<&str>,
     tombstone: Option<bool>,
 ) -> Vec<KeyValue> {
@@ -165,13 +199,10 @@ fn process_attributes(
         KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
         KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
         KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
-        KeyValue::new(
-            semconv::MESSAGING_DESTINATION_NAME,
-            interned(record.topic()),
-        ),
+        KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, topic),
         KeyValue::new(
             semconv::MESSAGING_DESTINATION_PARTITION_ID,
-            record.partition().to_string(),
+            partition_id(record.partition()),
         ),
         KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, record.offset()),
         KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, scope.group.clone()),
@@ -210,6 +241,19 @@ fn span_name(topic: &str) -> &'static str {
     let name: &'static str = Box::leak(format!("process {topic}").into_boxed_str());
     names.insert(topic.to_owned(), name);
     name
+}
+
+/// A partition number as a string value: `&'static` (no allocation) for the
+/// first 1024 partitions, allocated beyond.
+fn partition_id(partition: i32) -> Value {
+    const STATIC_IDS: usize = 1024;
+    static IDS: OnceLock<Box<[String]>> = OnceLock::new();
+    let ids: &'static [String] =
+        IDS.get_or_init(|| (0..STATIC_IDS).map(|p| p.to_string()).collect());
+    match usize::try_from(partition).ok().and_then(|p| ids.get(p)) {
+        Some(id) => Value::from(id.as_str()),
+        None => Value::from(partition.to_string()),
+    }
 }
 
 /// A topic name as `&'static str`, interned like [`span_name`].
