@@ -86,48 +86,47 @@ impl ProcessSpan {
         };
         let tombstone = record.payload().is_none().then_some(true);
 
+        // The `tracing` span carries what a log line needs: the record's
+        // position. The layer turns those fields into the same-named
+        // attributes; the rest are set on the OpenTelemetry span below.
         let tracing_span = tracing::info_span!(
             target: "kafka_handler",
             parent: None,
             "process",
             otel.name = name,
             otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.operation.name = "process",
             messaging.destination.name = topic,
             messaging.destination.partition.id = %record.partition(),
             messaging.kafka.offset = record.offset(),
-            messaging.consumer.group.name = &*scope.group,
-            messaging.kafka.message.key = key,
-            messaging.kafka.message.tombstone = tombstone,
-            messaging.client.id = scope.client_id.as_deref(),
         );
 
-        if !tracing_span.is_disabled() && tracing_span.set_parent(parent_cx.clone()).is_ok() {
-            // The layer owns the span; `context()` builds it now, with the
-            // producer's context as parent.
-            let cx = tracing_span.context();
-            return Self {
-                cx,
-                tracing_span,
-                finished: false,
+        let (cx, position_recorded) =
+            if !tracing_span.is_disabled() && tracing_span.set_parent(parent_cx.clone()).is_ok() {
+                // The layer owns the span; `context()` builds it now, with
+                // the producer's context as parent.
+                (tracing_span.context(), true)
+            } else {
+                let span = scope.tracer.build_with_context(
+                    scope
+                        .tracer
+                        .span_builder(name)
+                        .with_kind(SpanKind::Consumer),
+                    &parent_cx,
+                );
+                (parent_cx.with_span(span), false)
             };
-        }
-
-        let span = scope.tracer.build_with_context(
-            scope
-                .tracer
-                .span_builder(name)
-                .with_kind(SpanKind::Consumer),
-            &parent_cx,
-        );
-        let cx = parent_cx.with_span(span);
         let span_ref = cx.span();
         // Attributes are built only for spans someone records: an unsampled
         // record costs no allocation here.
         if span_ref.is_recording() {
-            span_ref.set_attributes(process_attributes(scope, record, topic, key, tombstone));
+            span_ref.set_attributes(process_attributes(
+                scope,
+                record,
+                topic,
+                key,
+                tombstone,
+                position_recorded,
+            ));
         }
         Self {
             cx,
@@ -193,20 +192,26 @@ fn process_attributes(
     topic: &'static str,
     key: Option<&str>,
     tombstone: Option<bool>,
+    position_recorded: bool,
 ) -> Vec<KeyValue> {
     let mut attributes = Vec::with_capacity(10);
     attributes.extend([
         KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
         KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
         KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
-        KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, topic),
-        KeyValue::new(
-            semconv::MESSAGING_DESTINATION_PARTITION_ID,
-            partition_id(record.partition()),
-        ),
-        KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, record.offset()),
         KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, scope.group.clone()),
     ]);
+    // Unless the `tracing` span's fields already became these attributes.
+    if !position_recorded {
+        attributes.extend([
+            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, topic),
+            KeyValue::new(
+                semconv::MESSAGING_DESTINATION_PARTITION_ID,
+                partition_id(record.partition()),
+            ),
+            KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, record.offset()),
+        ]);
+    }
     if let Some(key) = key {
         attributes.push(KeyValue::new(
             semconv::MESSAGING_KAFKA_MESSAGE_KEY,

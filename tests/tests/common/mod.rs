@@ -172,6 +172,16 @@ pub fn assert_process_attributes(
     };
     assert_eq!(span.span_kind, SpanKind::Consumer);
     assert_eq!(span.name, format!("process {topic}"));
+    let mut keys: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    keys.sort_unstable();
+    let count = keys.len();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        count,
+        "an attribute is set twice on {}: {keys:?}",
+        span.name
+    );
     expect("messaging.system", "kafka".into());
     expect("messaging.operation.type", "process".into());
     expect("messaging.operation.name", "process".into());
