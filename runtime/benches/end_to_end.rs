@@ -69,7 +69,9 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedHeaders, DeliveryResult, Header, Headers as _, Message as _};
+use rdkafka::message::{
+    BorrowedHeaders, BorrowedMessage, DeliveryResult, Header, Headers as _, Message as _,
+};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::ClientConfig;
 
@@ -348,6 +350,25 @@ fn run_raw_stream(
     group: &str,
     expected: u64,
 ) -> RunResult {
+    drive_stream(runtime, broker, group, expected, |message| {
+        black_box(message.payload());
+        if let Some(headers) = message.headers() {
+            for header in headers.iter() {
+                black_box((header.key, header.value));
+            }
+        }
+    })
+}
+
+/// Reads `expected` records with a `StreamConsumer` in a fresh group,
+/// calling `per_message` on each; times the first record to the last.
+fn drive_stream(
+    runtime: &tokio::runtime::Runtime,
+    broker: &EmbeddedBroker,
+    group: &str,
+    expected: u64,
+    mut per_message: impl FnMut(&BorrowedMessage<'_>),
+) -> RunResult {
     runtime.block_on(async {
         let consumer: StreamConsumer = consumer_config(broker, group)
             .create()
@@ -372,12 +393,7 @@ fn run_raw_stream(
                 }
                 None => break,
             };
-            black_box(message.payload());
-            if let Some(headers) = message.headers() {
-                for header in headers.iter() {
-                    black_box((header.key, header.value));
-                }
-            }
+            per_message(&message);
             read += 1;
             last = Instant::now();
             first.get_or_insert(last);
@@ -417,73 +433,40 @@ fn run_hand_written(
     group: &str,
     expected: u64,
 ) -> RunResult {
-    runtime.block_on(async {
-        let consumer: StreamConsumer = consumer_config(broker, group)
-            .create()
-            .expect("creating the consumer");
-        consumer.subscribe(&[TOPIC]).expect("subscribing");
-        let tracer = global::tracer("hand-written");
-        let group: String = group.to_owned();
-        let deadline = tokio::time::sleep(RUN_LIMIT);
-        tokio::pin!(deadline);
-        let mut stream = consumer.stream();
-        let mut read = 0u64;
-        let mut first = None;
-        let mut last = Instant::now();
-        while read < expected {
-            let polled = tokio::select! {
-                polled = stream.next() => polled,
-                () = &mut deadline => break,
-            };
-            let message = match polled {
-                Some(Ok(message)) => message,
-                Some(Err(err)) => {
-                    eprintln!("consumer error: {err}");
-                    continue;
-                }
-                None => break,
-            };
-            let parent = match message.headers() {
-                Some(headers) => global::get_text_map_propagator(|propagator| {
-                    propagator.extract(&HeaderExtractor(headers))
-                }),
-                None => Context::new(),
-            };
-            let span = tracer
-                .span_builder(format!("process {}", message.topic()))
-                .with_kind(SpanKind::Consumer)
-                .with_attributes([
-                    KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
-                    KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
-                    KeyValue::new(
-                        semconv::MESSAGING_DESTINATION_NAME,
-                        message.topic().to_owned(),
-                    ),
-                    KeyValue::new(
-                        semconv::MESSAGING_DESTINATION_PARTITION_ID,
-                        message.partition().to_string(),
-                    ),
-                    KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, message.offset()),
-                    KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, group.clone()),
-                ])
-                .start_with_context(&tracer, &parent);
-            let cx = parent.with_span(span);
-            {
-                let _attached = cx.clone().attach();
-                // The no-op handler.
-                black_box(message.payload());
-            }
-            cx.span().end();
-            read += 1;
-            last = Instant::now();
-            first.get_or_insert(last);
+    let tracer = global::tracer("hand-written");
+    let group_name: String = group.to_owned();
+    drive_stream(runtime, broker, group, expected, |message| {
+        let parent = match message.headers() {
+            Some(headers) => global::get_text_map_propagator(|propagator| {
+                propagator.extract(&HeaderExtractor(headers))
+            }),
+            None => Context::new(),
+        };
+        let span = tracer
+            .span_builder(format!("process {}", message.topic()))
+            .with_kind(SpanKind::Consumer)
+            .with_attributes([
+                KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+                KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
+                KeyValue::new(
+                    semconv::MESSAGING_DESTINATION_NAME,
+                    message.topic().to_owned(),
+                ),
+                KeyValue::new(
+                    semconv::MESSAGING_DESTINATION_PARTITION_ID,
+                    message.partition().to_string(),
+                ),
+                KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, message.offset()),
+                KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, group_name.clone()),
+            ])
+            .start_with_context(&tracer, &parent);
+        let cx = parent.with_span(span);
+        {
+            let _attached = cx.clone().attach();
+            // The no-op handler.
+            black_box(message.payload());
         }
-        drop(stream);
-        RunResult {
-            read,
-            elapsed: first.map_or(Duration::ZERO, |first| last - first),
-            spans_exported: None,
-        }
+        cx.span().end();
     })
 }
 

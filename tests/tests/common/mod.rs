@@ -198,3 +198,35 @@ pub fn assert_process_attributes(
     }
     assert_eq!(attribute(span, "messaging.kafka.message.tombstone"), None);
 }
+
+/// The contract's end-to-end tests for one telemetry mode: each test binary
+/// expands it once with its own mode.
+#[macro_export]
+macro_rules! contract_tests {
+    ($mode:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn each_record_continues_its_producers_trace() {
+            common::scenarios::continuity($mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_record_without_headers_is_a_new_root() {
+            common::scenarios::no_leaks_between_records($mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn nothing_stays_current_after_a_record() {
+            common::scenarios::nothing_current_after_a_record($mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn malformed_traceparents_start_new_traces() {
+            common::scenarios::malformed_headers($mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_restarted_consumer_resumes_after_the_last_handled_record() {
+            common::scenarios::resumes_after_the_last_handled_record($mode).await;
+        }
+    };
+}
