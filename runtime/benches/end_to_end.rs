@@ -50,6 +50,9 @@
 //! Run it with `cargo bench -p kafka-handler --bench end_to_end`
 //! (`BENCH_RECORDS=50000 cargo bench ...` for a quicker run).
 
+mod common;
+
+use common::Discard;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,9 +65,8 @@ use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::noop::NoopTracerProvider;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _};
 use opentelemetry::{global, Context, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
@@ -123,17 +125,6 @@ fn lock_run() -> std::sync::MutexGuard<'static, RunState> {
 
 // ---------------------------------------------------------------------------
 // Telemetry.
-
-/// A span exporter that counts the spans it is handed and drops them.
-#[derive(Debug, Clone, Default)]
-struct Discard(Arc<AtomicU64>);
-
-impl SpanExporter for Discard {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-}
 
 /// The installed telemetry of one run: `None` when tracing is off.
 struct Telemetry {

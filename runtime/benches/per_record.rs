@@ -32,6 +32,9 @@
 //! timed sample, default 300). `per_record --child c` runs configuration (c)
 //! alone, for a profiler (`valgrind --tool=callgrind`).
 
+mod common;
+
+use common::Discard;
 use std::hint::black_box;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,25 +46,13 @@ use kafka_handler::propagation::extract_parent_context;
 use kafka_handler::{handlers, kafka_handler, Processor, Record};
 use opentelemetry::global;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use rdkafka::message::{Header, OwnedHeaders};
 
 #[kafka_handler(topics = ["bench"], group = "bench")]
 fn noop(payload: &[u8]) {
     black_box(payload);
-}
-
-/// A span exporter that counts the spans it is handed and drops them.
-#[derive(Debug, Clone, Default)]
-struct Discard(Arc<AtomicU64>);
-
-impl SpanExporter for Discard {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
