@@ -214,18 +214,41 @@ impl Consumer {
     /// Consumes until `shutdown` is triggered, then finishes the records in
     /// flight (within the shutdown timeout), commits, and flushes spans.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
-        let results = futures_util::future::join_all(
-            self.groups
-                .iter()
-                .map(|group| group.run(&shutdown, self.commit_interval, self.shutdown_timeout)),
-        )
-        .await;
+        // Each group on its own task: a slow handler in one group does not
+        // hold up the others.
+        let mut tasks = tokio::task::JoinSet::new();
+        for group in self.groups {
+            let shutdown = shutdown.clone();
+            let (commit_interval, shutdown_timeout) = (self.commit_interval, self.shutdown_timeout);
+            tasks.spawn(async move {
+                group
+                    .run(&shutdown, commit_interval, shutdown_timeout)
+                    .await
+            });
+        }
+        let mut result = Ok(());
+        while let Some(finished) = tasks.join_next().await {
+            let outcome = finished.unwrap_or_else(|join_error| {
+                Err(Error::Task(format!(
+                    "a consumer group task stopped unexpectedly: {join_error}"
+                )))
+            });
+            if let Err(error) = outcome {
+                // One group failing stops the others (they commit and stop
+                // cleanly): the consumer as a whole no longer does its job.
+                tracing::error!(target: "kafka_handler", %error, "consumer group failed; stopping");
+                shutdown.trigger();
+                if result.is_ok() {
+                    result = Err(error);
+                }
+            }
+        }
         if let Some(provider) = &self.tracer_provider {
             if let Err(err) = provider.force_flush() {
                 tracing::warn!(target: "kafka_handler", error = %err, "flushing spans failed");
             }
         }
-        results.into_iter().collect()
+        result
     }
 }
 

@@ -10,6 +10,9 @@ use rdkafka::error::KafkaError;
 pub enum Error {
     /// The configuration is invalid; the message names the fix.
     Config(String),
+    /// A consumer group's task stopped unexpectedly (a bug: handler panics
+    /// are caught per record).
+    Task(String),
     /// The Kafka client failed.
     Kafka {
         /// What the consumer was doing.
@@ -32,6 +35,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(message) => write!(f, "invalid configuration: {message}"),
+            Error::Task(message) => f.write_str(message),
             Error::Kafka { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -40,7 +44,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Config(_) => None,
+            Error::Config(_) | Error::Task(_) => None,
             Error::Kafka { source, .. } => Some(source),
         }
     }
