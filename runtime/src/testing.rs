@@ -101,6 +101,18 @@ impl EmbeddedBroker {
         .collect()
     }
 
+    /// Takes mock broker `id` (1-based) down: its connections close and it
+    /// refuses new ones until [`broker_up`](Self::broker_up). Only for the
+    /// mock cluster.
+    pub fn broker_down(&self, id: i32) -> Result<(), Error> {
+        with_mock(self.producer.client(), |mock| mock.broker_down(id))
+    }
+
+    /// Brings mock broker `id` back up.
+    pub fn broker_up(&self, id: i32) -> Result<(), Error> {
+        with_mock(self.producer.client(), |mock| mock.broker_up(id))
+    }
+
     /// Creates `topic` with `partitions` partitions.
     pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
         if self.mock {
@@ -228,6 +240,17 @@ fn producer_config() -> ClientConfig {
         .set("message.timeout.ms", "30000")
         .set("linger.ms", "1");
     config
+}
+
+/// Runs a fault injection on the mock cluster `client` owns.
+fn with_mock<C: ClientContext>(
+    client: &Client<C>,
+    inject: impl FnOnce(&rdkafka::mocking::MockCluster<'_, C>) -> rdkafka::error::KafkaResult<()>,
+) -> Result<(), Error> {
+    let mock = client.mock_cluster().ok_or_else(|| {
+        Error::Config("fault injection needs the mock cluster, not KAFKA_BROKERS".into())
+    })?;
+    inject(&mock).map_err(|err| Error::kafka("injecting a fault into the mock cluster", err))
 }
 
 /// The mock cluster delays a group's first join by 3 s (as real brokers do
