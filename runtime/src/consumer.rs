@@ -173,14 +173,16 @@ impl ConsumerBuilder {
             groups[index].add(handler, client_id.clone())?;
         }
 
+        let timings = Timings {
+            commit_interval: self.commit_interval,
+            shutdown_timeout: self.shutdown_timeout,
+        };
         let mut runs = Vec::with_capacity(groups.len());
         for group in groups {
-            runs.push(group.configure(&brokers, &self.properties)?);
+            runs.push(group.configure(&brokers, &self.properties, timings)?);
         }
         Ok(Consumer {
             groups: runs,
-            commit_interval: self.commit_interval,
-            shutdown_timeout: self.shutdown_timeout,
             tracer_provider: self.tracer_provider,
         })
     }
@@ -189,9 +191,15 @@ impl ConsumerBuilder {
 /// Consumes the handlers' topics, one Kafka consumer per group, until shut down.
 pub struct Consumer {
     groups: Vec<ConnectedGroup>,
+    tracer_provider: Option<SdkTracerProvider>,
+}
+
+/// How often a group commits, and how long a record in flight may run
+/// after shutdown is triggered.
+#[derive(Clone, Copy, Debug)]
+struct Timings {
     commit_interval: Duration,
     shutdown_timeout: Duration,
-    tracer_provider: Option<SdkTracerProvider>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -219,12 +227,7 @@ impl Consumer {
         let mut tasks = tokio::task::JoinSet::new();
         for group in self.groups {
             let shutdown = shutdown.clone();
-            let (commit_interval, shutdown_timeout) = (self.commit_interval, self.shutdown_timeout);
-            tasks.spawn(async move {
-                group
-                    .run(&shutdown, commit_interval, shutdown_timeout)
-                    .await
-            });
+            tasks.spawn(async move { group.run(&shutdown).await });
         }
         let mut result = Ok(());
         while let Some(finished) = tasks.join_next().await {
@@ -303,6 +306,7 @@ impl GroupConsumer {
         self,
         brokers: &str,
         properties: &[(String, String)],
+        timings: Timings,
     ) -> Result<ConnectedGroup, Error> {
         let mut config = ClientConfig::new();
         config
@@ -326,6 +330,7 @@ impl GroupConsumer {
             processors: self.processors,
             routes: self.routes,
             config,
+            timings,
         })
     }
 }
@@ -336,6 +341,7 @@ struct ConnectedGroup {
     processors: Vec<Processor>,
     routes: Vec<(String, usize)>,
     config: ClientConfig,
+    timings: Timings,
 }
 
 /// A group while it runs: its Kafka consumer and offsets.
@@ -353,12 +359,7 @@ impl ConnectedGroup {
             .map(|(_, index)| &self.processors[*index])
     }
 
-    async fn run(
-        &self,
-        shutdown: &Shutdown,
-        commit_interval: Duration,
-        shutdown_timeout: Duration,
-    ) -> Result<(), Error> {
+    async fn run(&self, shutdown: &Shutdown) -> Result<(), Error> {
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
         let context = GroupContext {
             group: self.group.clone(),
@@ -376,18 +377,13 @@ impl ConnectedGroup {
             consumer,
             tracker,
         }
-        .run(shutdown, commit_interval, shutdown_timeout)
+        .run(shutdown)
         .await
     }
 }
 
 impl RunningGroup<'_> {
-    async fn run(
-        &self,
-        shutdown: &Shutdown,
-        commit_interval: Duration,
-        shutdown_timeout: Duration,
-    ) -> Result<(), Error> {
+    async fn run(&self, shutdown: &Shutdown) -> Result<(), Error> {
         let topics: Vec<&str> = self.group.routes.iter().map(|(t, _)| t.as_str()).collect();
         self.consumer.subscribe(&topics).map_err(|err| {
             Error::kafka(
@@ -400,6 +396,7 @@ impl RunningGroup<'_> {
         // One long-lived stream: `recv()` would register and unregister a
         // waker (two mutex locks) per message.
         let mut stream = self.consumer.stream();
+        let commit_interval = self.group.timings.commit_interval;
         let mut next_commit = Instant::now() + commit_interval;
         while !shutdown.is_triggered() {
             let polled = match stream.next().now_or_never() {
@@ -408,8 +405,7 @@ impl RunningGroup<'_> {
                     polled = stream.next() => polled,
                     () = shutdown.triggered() => break,
                     () = tokio::time::sleep_until(next_commit) => {
-                        self.commit_async();
-                        next_commit = Instant::now() + commit_interval;
+                        self.commit_if_due(&mut next_commit);
                         continue;
                     }
                 },
@@ -422,30 +418,26 @@ impl RunningGroup<'_> {
                 }
                 None => break,
             };
-            if !self.handle(&message, shutdown, shutdown_timeout).await {
+            if !self.handle(&message, shutdown).await {
                 break;
             }
-            if Instant::now() >= next_commit {
-                self.commit_async();
-                next_commit = Instant::now() + commit_interval;
-            }
+            self.commit_if_due(&mut next_commit);
         }
         drop(stream);
         self.commit_final()
     }
 
     /// Handles one message; `false` when its handler was cancelled at shutdown.
-    async fn handle(
-        &self,
-        message: &BorrowedMessage<'_>,
-        shutdown: &Shutdown,
-        shutdown_timeout: Duration,
-    ) -> bool {
+    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &Shutdown) -> bool {
         let record = Record::from_message(message);
         match self.group.processor_for(record.topic()) {
             Some(processor) => {
-                let Some(_outcome) =
-                    finish_within(processor.process(&record), shutdown, shutdown_timeout).await
+                let Some(_outcome) = finish_within(
+                    processor.process(&record),
+                    shutdown,
+                    self.group.timings.shutdown_timeout,
+                )
+                .await
                 else {
                     tracing::warn!(
                         target: "kafka_handler",
@@ -467,6 +459,17 @@ impl RunningGroup<'_> {
         }
         commit::lock(&self.tracker).mark_done(record.topic(), record.partition(), record.offset());
         true
+    }
+
+    /// Commits handled offsets in the background once `next_commit` has
+    /// passed, and schedules the next commit.
+    fn commit_if_due(&self, next_commit: &mut Instant) {
+        let now = Instant::now();
+        if now < *next_commit {
+            return;
+        }
+        *next_commit = now + self.group.timings.commit_interval;
+        self.commit_async();
     }
 
     fn commit_async(&self) {

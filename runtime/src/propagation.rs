@@ -29,12 +29,7 @@ pub struct HeaderExtractor<'a>(pub RecordHeaders<'a>);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        let headers = self.0;
-        let value = (0..headers.len())
-            .rev()
-            .filter_map(|idx| headers.get_at(idx))
-            .find(|(k, _)| *k == key)?
-            .1?;
+        let value = self.0.get(key)?;
         if value.len() > MAX_TRACE_HEADER_BYTES {
             return None;
         }

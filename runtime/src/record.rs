@@ -181,7 +181,8 @@ impl<'a> RecordHeaders<'a> {
         Some((header.key, header.value))
     }
 
-    /// The last non-null value of header `key` (keys compare exactly).
+    /// The value of the last header named `key` (keys compare exactly);
+    /// `None` when there is none or that last header is null.
     pub fn get(&self, key: &str) -> Option<&'a [u8]> {
         (0..self.len())
             .rev()
@@ -253,7 +254,8 @@ impl RecordMeta {
         &self.headers
     }
 
-    /// The last non-null value of header `key`.
+    /// The value of the last header named `key`; `None` when there is none
+    /// or that last header is null.
     pub fn header(&self, key: &str) -> Option<&[u8]> {
         self.headers
             .iter()

@@ -1,7 +1,7 @@
 //! The `process {topic}` consumer span: one span per attempt, activated for
 //! the handler and ended by a guard whatever happens.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use opentelemetry::global::BoxedTracer;
@@ -27,7 +27,7 @@ pub(crate) struct SpanScope {
 }
 
 /// A topic's span name and interned name, both `&'static str`.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct TopicNames {
     topic: &'static str,
     span_name: &'static str,
@@ -36,23 +36,17 @@ pub(crate) struct TopicNames {
 impl TopicNames {
     /// The names of `topics`, interned once.
     pub(crate) fn for_topics(topics: &[String]) -> Arc<[TopicNames]> {
-        topics
-            .iter()
-            .map(|topic| TopicNames {
-                topic: interned(topic),
-                span_name: span_name(topic),
-            })
-            .collect()
+        topics.iter().map(|topic| *interned(topic)).collect()
     }
 }
 
 impl SpanScope {
     /// `topic` interned, and its span name: from the handler's own topics,
     /// else from the global tables.
-    fn names(&self, topic: &str) -> (&'static str, &'static str) {
+    fn names(&self, topic: &str) -> TopicNames {
         match self.topics.iter().find(|names| names.topic == topic) {
-            Some(names) => (names.topic, names.span_name),
-            None => (interned(topic), span_name(topic)),
+            Some(names) => *names,
+            None => *interned(topic),
         }
     }
 }
@@ -78,13 +72,7 @@ impl ProcessSpan {
     /// activated yet: see [`Self::context`] and [`Self::tracing_span`].
     pub(crate) fn start(scope: &SpanScope, record: &Record<'_>) -> Self {
         let parent_cx = extract_parent_context(record.headers());
-        let (topic, name) = scope.names(record.topic());
-        let key = if scope.record_key {
-            record.key().and_then(|k| std::str::from_utf8(k).ok())
-        } else {
-            None
-        };
-        let tombstone = record.payload().is_none().then_some(true);
+        let names = scope.names(record.topic());
 
         // The `tracing` span carries what a log line needs: the record's
         // position. The layer turns those fields into the same-named
@@ -93,9 +81,9 @@ impl ProcessSpan {
             target: "kafka_handler",
             parent: None,
             "process",
-            otel.name = name,
+            otel.name = names.span_name,
             otel.kind = "consumer",
-            messaging.destination.name = topic,
+            messaging.destination.name = names.topic,
             messaging.destination.partition.id = %record.partition(),
             messaging.kafka.offset = record.offset(),
         );
@@ -109,7 +97,7 @@ impl ProcessSpan {
                 let span = scope.tracer.build_with_context(
                     scope
                         .tracer
-                        .span_builder(name)
+                        .span_builder(names.span_name)
                         .with_kind(SpanKind::Consumer),
                     &parent_cx,
                 );
@@ -122,9 +110,7 @@ impl ProcessSpan {
             span_ref.set_attributes(process_attributes(
                 scope,
                 record,
-                topic,
-                key,
-                tombstone,
+                names.topic,
                 position_recorded,
             ));
         }
@@ -190,8 +176,6 @@ fn process_attributes(
     scope: &SpanScope,
     record: &Record<'_>,
     topic: &'static str,
-    key: Option<&str>,
-    tombstone: Option<bool>,
     position_recorded: bool,
 ) -> Vec<KeyValue> {
     let mut attributes = Vec::with_capacity(10);
@@ -212,16 +196,17 @@ fn process_attributes(
             KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, record.offset()),
         ]);
     }
-    if let Some(key) = key {
+    let key = record.key().filter(|_| scope.record_key);
+    if let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) {
         attributes.push(KeyValue::new(
             semconv::MESSAGING_KAFKA_MESSAGE_KEY,
             key.to_owned(),
         ));
     }
-    if let Some(tombstone) = tombstone {
+    if record.payload().is_none() {
         attributes.push(KeyValue::new(
             semconv::MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
-            tombstone,
+            true,
         ));
     }
     if let Some(client_id) = &scope.client_id {
@@ -231,21 +216,6 @@ fn process_attributes(
         ));
     }
     attributes
-}
-
-/// `process {topic}`, as a `&'static str` so span names cost no allocation.
-fn span_name(topic: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<std::collections::HashMap<String, &'static str>>> =
-        OnceLock::new();
-    let names = NAMES.get_or_init(Default::default);
-    let mut names = names.lock().unwrap_or_else(|poison| poison.into_inner());
-    if let Some(name) = names.get(topic) {
-        return name;
-    }
-    // Bounded by the number of distinct topics this process consumes.
-    let name: &'static str = Box::leak(format!("process {topic}").into_boxed_str());
-    names.insert(topic.to_owned(), name);
-    name
 }
 
 /// A partition number as a string value: `&'static` (no allocation) for the
@@ -261,15 +231,19 @@ fn partition_id(partition: i32) -> Value {
     }
 }
 
-/// A topic name as `&'static str`, interned like [`span_name`].
-fn interned(topic: &str) -> &'static str {
-    static TOPICS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let topics = TOPICS.get_or_init(Default::default);
-    let mut topics = topics.lock().unwrap_or_else(|poison| poison.into_inner());
-    if let Some(topic) = topics.get(topic) {
-        return topic;
+/// A topic's names as `&'static str`s, so span names and attributes cost no
+/// allocation. Interned once per distinct topic this process consumes.
+fn interned(topic: &str) -> &'static TopicNames {
+    static NAMES: OnceLock<Mutex<HashMap<String, &'static TopicNames>>> = OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    let mut names = names.lock().unwrap_or_else(|poison| poison.into_inner());
+    if let Some(names) = names.get(topic) {
+        return names;
     }
-    let topic: &'static str = Box::leak(topic.to_owned().into_boxed_str());
-    topics.insert(topic);
-    topic
+    let interned: &'static TopicNames = Box::leak(Box::new(TopicNames {
+        topic: Box::leak(topic.to_owned().into_boxed_str()),
+        span_name: Box::leak(format!("process {topic}").into_boxed_str()),
+    }));
+    names.insert(topic.to_owned(), interned);
+    interned
 }
