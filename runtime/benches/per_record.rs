@@ -34,7 +34,7 @@
 
 mod common;
 
-use common::Discard;
+use common::{env_u64, median, Discard};
 use std::hint::black_box;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,11 +121,7 @@ struct Sample {
 }
 
 fn sample_duration() -> Duration {
-    let ms = std::env::var("BENCH_SAMPLE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    Duration::from_millis(ms)
+    Duration::from_millis(env_u64("BENCH_SAMPLE_MS", 300))
 }
 
 /// ns per call of `f`: calibrates an iteration count that takes about
@@ -155,16 +151,6 @@ fn measure(sample: Duration, mut f: impl FnMut()) -> f64 {
         })
         .collect();
     median(&mut samples)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 /// Runs one configuration in this process.
@@ -277,10 +263,7 @@ fn main() {
         return;
     }
 
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let rounds = env_u64("BENCH_ROUNDS", 5) as usize;
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); CONFIGS.len()];
     for round in 0..rounds {
         for i in 0..CONFIGS.len() {

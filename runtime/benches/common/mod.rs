@@ -16,3 +16,23 @@ impl SpanExporter for Discard {
         Ok(())
     }
 }
+
+/// The environment variable `name` as a number (`_` separators allowed),
+/// or `default` when it is unset or not a number.
+pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// The median of `values` (sorts them).
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
