@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kafka_handler::testing::{EmbeddedBroker, TestRecord};
+use kafka_handler::testing::{unique_topic, EmbeddedBroker, TestRecord};
 use kafka_handler::{Consumer, Handler, Shutdown};
 use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{global, Context, KeyValue, Value};
@@ -74,8 +74,11 @@ impl Telemetry {
     }
 }
 
+/// Headers as [`TestRecord::headers`] holds them.
+pub type TestHeaders = Vec<(&'static str, Option<Vec<u8>>)>;
+
 /// A producer span for a test record, ended, and the headers that carry it.
-pub fn traced_headers(topic: &str) -> (SpanContext, Vec<(&'static str, Vec<u8>)>) {
+pub fn traced_headers(topic: &str) -> (SpanContext, TestHeaders) {
     let tracer = global::tracer("test-producer");
     let span = tracer
         .span_builder(format!("send {topic}"))
@@ -89,7 +92,18 @@ pub fn traced_headers(topic: &str) -> (SpanContext, Vec<(&'static str, Vec<u8>)>
     let value = carrier
         .remove("traceparent")
         .expect("the propagator writes a traceparent");
-    (span_context, vec![("traceparent", value.into_bytes())])
+    (
+        span_context,
+        vec![("traceparent", Some(value.into_bytes()))],
+    )
+}
+
+/// A topic no other test uses, created with `partitions` partitions, and a
+/// group name no other test uses.
+pub async fn new_topic(broker: &EmbeddedBroker, prefix: &str, partitions: i32) -> (String, String) {
+    let topic = unique_topic(prefix);
+    broker.create_topic(&topic, partitions).await.unwrap();
+    (topic, unique_topic(&format!("{prefix}-group")))
 }
 
 /// Produces `record` and waits for the broker's acknowledgement.
