@@ -1,10 +1,13 @@
 //! The consumer: one rdkafka consumer per group, a poll loop that hands each
 //! record to its handler in partition order, and at-least-once commits.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::{abortable, AbortHandle, Abortable, Aborted, BoxFuture};
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use rdkafka::client::ClientContext;
@@ -13,15 +16,18 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
-use rdkafka::ClientConfig;
+use rdkafka::message::{BorrowedMessage, Message as _, OwnedMessage};
+use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio::time::Instant;
 
 use crate::commit::{self, OffsetTracker};
+use crate::dead_letter::{DeadLetterConfig, DeadLetters};
 use crate::error::Error;
 use crate::handler::Handler;
-use crate::process::Processor;
+use crate::metrics::Metrics;
+use crate::process::{Failure, Processor};
 use crate::record::Record;
+use crate::retry::{Resolution, Resolver};
 use crate::shutdown::Shutdown;
 
 /// The environment variable read for the bootstrap servers when the builder
@@ -42,6 +48,7 @@ pub struct ConsumerBuilder {
     brokers: Option<String>,
     group: Option<String>,
     properties: Vec<(String, String)>,
+    dead_letter_properties: Vec<(String, String)>,
     commit_interval: Duration,
     shutdown_timeout: Duration,
     tracer_provider: Option<SdkTracerProvider>,
@@ -54,6 +61,7 @@ impl Default for ConsumerBuilder {
             brokers: None,
             group: None,
             properties: Vec::new(),
+            dead_letter_properties: Vec::new(),
             commit_interval: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             tracer_provider: None,
@@ -96,6 +104,16 @@ impl ConsumerBuilder {
     /// skip records produced before it first joined.
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets a librdkafka property of the dead-letter producer. It starts
+    /// from the consumer's connection properties (`bootstrap.servers`,
+    /// `client.id`, `security.*`, `sasl.*`, `ssl.*`, `socket.*`, ...) with
+    /// `enable.idempotence=true`, `message.timeout.ms=30000` and
+    /// `message.max.bytes=104857600`; this overrides any of them.
+    pub fn dead_letter_set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.dead_letter_properties.push((key.into(), value.into()));
         self
     }
 
@@ -163,6 +181,7 @@ impl ConsumerBuilder {
                     handler.name()
                 )));
             }
+            check_options(&handler)?;
             let index = match groups.iter().position(|g| g.group == group) {
                 Some(index) => index,
                 None => {
@@ -179,7 +198,12 @@ impl ConsumerBuilder {
         };
         let mut runs = Vec::with_capacity(groups.len());
         for group in groups {
-            runs.push(group.configure(&brokers, &self.properties, timings)?);
+            runs.push(group.configure(
+                &brokers,
+                &self.properties,
+                &self.dead_letter_properties,
+                timings,
+            )?);
         }
         Ok(Consumer {
             groups: runs,
@@ -306,6 +330,7 @@ impl GroupConsumer {
         self,
         brokers: &str,
         properties: &[(String, String)],
+        dead_letter_properties: &[(String, String)],
         timings: Timings,
     ) -> Result<ConnectedGroup, Error> {
         let mut config = ClientConfig::new();
@@ -325,11 +350,27 @@ impl GroupConsumer {
                 err,
             )
         })?;
+        let dead_letters = self
+            .processors
+            .iter()
+            .any(|p| p.handler().options().dlq.is_some())
+            .then(|| {
+                let mut shared = vec![("bootstrap.servers".to_owned(), brokers.to_owned())];
+                shared.extend(properties.iter().cloned());
+                let config = DeadLetterConfig::new(
+                    self.group.as_str().into(),
+                    shared,
+                    dead_letter_properties,
+                );
+                config.validate().map(|()| config)
+            })
+            .transpose()?;
         Ok(ConnectedGroup {
             group: self.group,
             processors: self.processors,
             routes: self.routes,
             config,
+            dead_letters,
             timings,
         })
     }
@@ -341,6 +382,7 @@ struct ConnectedGroup {
     processors: Vec<Processor>,
     routes: Vec<(String, usize)>,
     config: ClientConfig,
+    dead_letters: Option<DeadLetterConfig>,
     timings: Timings,
 }
 
@@ -349,6 +391,20 @@ struct RunningGroup<'g> {
     group: &'g ConnectedGroup,
     consumer: StreamConsumer<GroupContext>,
     tracker: Arc<Mutex<OffsetTracker>>,
+    dead_letters: Option<DeadLetters>,
+    metrics: Metrics,
+}
+
+/// A record being retried (or dead-lettered) on its paused partition,
+/// abortable when the partition is revoked.
+type Lane<'g> = Abortable<BoxFuture<'g, Resolved>>;
+
+/// A record that needs no more attempts.
+struct Resolved {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    resolution: Resolution,
 }
 
 impl ConnectedGroup {
@@ -361,9 +417,16 @@ impl ConnectedGroup {
 
     async fn run(&self, shutdown: &Shutdown) -> Result<(), Error> {
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+        let metrics = Metrics::new();
+        let dead_letters = self
+            .dead_letters
+            .as_ref()
+            .map(|config| config.create(metrics.clone()))
+            .transpose()?;
         let context = GroupContext {
             group: self.group.clone(),
             tracker: tracker.clone(),
+            revoked: Mutex::default(),
         };
         let consumer: StreamConsumer<GroupContext> =
             self.config.create_with_context(context).map_err(|err| {
@@ -376,6 +439,8 @@ impl ConnectedGroup {
             group: self,
             consumer,
             tracker,
+            dead_letters,
+            metrics,
         }
         .run(shutdown)
         .await
@@ -398,11 +463,24 @@ impl RunningGroup<'_> {
         let mut stream = self.consumer.stream();
         let commit_interval = self.group.timings.commit_interval;
         let mut next_commit = Instant::now() + commit_interval;
+        let mut held = Held::default();
+        let mut lanes: FuturesUnordered<Lane<'_>> = FuturesUnordered::new();
         while !shutdown.is_triggered() {
+            if !lanes.is_empty() {
+                // Lanes progress on every turn, also while the stream
+                // always has a message ready.
+                while let Some(Some(resolved)) = lanes.next().now_or_never() {
+                    self.resolved(resolved, &mut held, &mut lanes);
+                }
+            }
             let polled = match stream.next().now_or_never() {
                 Some(polled) => polled,
                 None => tokio::select! {
                     polled = stream.next() => polled,
+                    Some(resolved) = lanes.next(), if !lanes.is_empty() => {
+                        self.resolved(resolved, &mut held, &mut lanes);
+                        continue;
+                    }
                     () = shutdown.triggered() => break,
                     () = tokio::time::sleep_until(next_commit) => {
                         self.commit_if_due(&mut next_commit);
@@ -410,6 +488,9 @@ impl RunningGroup<'_> {
                     }
                 },
             };
+            // Rebalance callbacks run inside the poll: drop the lanes of
+            // partitions this member lost before anything else.
+            self.drop_revoked(&mut held);
             let message = match polled {
                 Some(Ok(message)) => message,
                 Some(Err(err)) => {
@@ -418,47 +499,197 @@ impl RunningGroup<'_> {
                 }
                 None => break,
             };
-            if !self.handle(&message, shutdown).await {
+            if let Some(partition) = held.find_mut(message.topic(), message.partition()) {
+                // Fetched before the pause took effect: keep it, in order,
+                // behind the record being retried.
+                partition.pending.push_back(message.detach());
+                continue;
+            }
+            if !self.handle(&message, shutdown, &mut held, &mut lanes).await {
                 break;
             }
             self.commit_if_due(&mut next_commit);
         }
         drop(stream);
+        if !lanes.is_empty() {
+            tracing::info!(
+                target: "kafka_handler",
+                group = %self.group.group,
+                records = lanes.len(),
+                "stopping with records still being retried; they stay uncommitted and are \
+                 handled again after a restart"
+            );
+        }
+        drop(lanes);
         self.commit_final()
     }
 
-    /// Handles one message; `false` when its handler was cancelled at shutdown.
-    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &Shutdown) -> bool {
+    /// Handles one message's first attempt; `false` when its handler was
+    /// cancelled at shutdown. A failed record is handed to a lane on its
+    /// paused partition.
+    async fn handle<'s>(
+        &'s self,
+        message: &BorrowedMessage<'_>,
+        shutdown: &Shutdown,
+        held: &mut Held,
+        lanes: &mut FuturesUnordered<Lane<'s>>,
+    ) -> bool {
         let record = Record::from_message(message);
-        match self.group.processor_for(record.topic()) {
-            Some(processor) => {
-                let Some(_outcome) = finish_within(
-                    processor.process(&record),
-                    shutdown,
-                    self.group.timings.shutdown_timeout,
-                )
-                .await
-                else {
-                    tracing::warn!(
-                        target: "kafka_handler",
-                        topic = record.topic(),
-                        partition = record.partition(),
-                        offset = record.offset(),
-                        "handler cancelled at shutdown; the record stays uncommitted"
-                    );
-                    return false;
-                };
-                // A failed record counts as done: the failure is on its span
-                // and in the log. Retries and dead letters plug in here.
-            }
-            None => tracing::warn!(
+        let Some(processor) = self.group.processor_for(record.topic()) else {
+            tracing::warn!(
                 target: "kafka_handler",
                 topic = record.topic(),
                 "record from a topic no handler consumes; skipped"
-            ),
+            );
+            commit::lock(&self.tracker).mark_done(
+                record.topic(),
+                record.partition(),
+                record.offset(),
+            );
+            return true;
+        };
+        let attempt = finish_within(
+            processor.attempt(&record, 1),
+            shutdown,
+            self.group.timings.shutdown_timeout,
+        );
+        let mut attempt = std::pin::pin!(attempt);
+        // Retrying records progress while this one runs.
+        let finished = loop {
+            if lanes.is_empty() {
+                break attempt.await;
+            }
+            tokio::select! {
+                biased;
+                finished = &mut attempt => break finished,
+                Some(resolved) = lanes.next() => self.resolved(resolved, held, lanes),
+            }
+        };
+        match finished {
+            None => {
+                tracing::warn!(
+                    target: "kafka_handler",
+                    topic = record.topic(),
+                    partition = record.partition(),
+                    offset = record.offset(),
+                    "handler cancelled at shutdown; the record stays uncommitted"
+                );
+                false
+            }
+            Some(Ok(())) => {
+                commit::lock(&self.tracker).mark_done(
+                    record.topic(),
+                    record.partition(),
+                    record.offset(),
+                );
+                true
+            }
+            Some(Err(failure)) => {
+                self.hold(message.detach(), Some(failure), held, lanes);
+                true
+            }
         }
-        commit::lock(&self.tracker).mark_done(record.topic(), record.partition(), record.offset());
-        true
+    }
+
+    /// Pauses the message's partition and starts its lane.
+    fn hold<'s>(
+        &'s self,
+        message: OwnedMessage,
+        failure: Option<Failure>,
+        held: &mut Held,
+        lanes: &mut FuturesUnordered<Lane<'s>>,
+    ) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(message.topic(), message.partition());
+        if let Err(err) = self.consumer.pause(&list) {
+            tracing::warn!(target: "kafka_handler", group = %self.group.group, topic = message.topic(), partition = message.partition(), error = %err, "pausing a partition failed");
+        }
+        let abort = self.start_lane(message, failure, lanes);
+        held.partitions.push(HeldPartition {
+            topic: list.elements()[0].topic().to_owned(),
+            partition: list.elements()[0].partition(),
+            abort,
+            pending: VecDeque::new(),
+        });
+    }
+
+    fn start_lane<'s>(
+        &'s self,
+        message: OwnedMessage,
+        failure: Option<Failure>,
+        lanes: &mut FuturesUnordered<Lane<'s>>,
+    ) -> AbortHandle {
+        let resolver = Resolver {
+            group: &self.group.group,
+            dead_letters: self.dead_letters.as_ref(),
+            metrics: &self.metrics,
+        };
+        let processor = self.group.processor_for(message.topic());
+        let lane = async move {
+            let resolution = match processor {
+                Some(processor) => resolver.resolve(processor, &message, failure).await,
+                None => Resolution::Handled,
+            };
+            Resolved {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                resolution,
+            }
+        };
+        let (lane, abort) = abortable(lane.boxed());
+        lanes.push(lane);
+        abort
+    }
+
+    /// A lane finished: its record may be committed; the partition's next
+    /// pending record gets a lane, or the partition resumes.
+    fn resolved<'s>(
+        &'s self,
+        resolved: Result<Resolved, Aborted>,
+        held: &mut Held,
+        lanes: &mut FuturesUnordered<Lane<'s>>,
+    ) {
+        // Aborted: its partition was revoked, and already forgotten.
+        let Ok(resolved) = resolved else { return };
+        let Some(index) = held.position(&resolved.topic, resolved.partition) else {
+            return;
+        };
+        tracing::debug!(target: "kafka_handler", topic = %resolved.topic, partition = resolved.partition, offset = resolved.offset, resolution = ?resolved.resolution, "record resolved");
+        commit::lock(&self.tracker).mark_done(&resolved.topic, resolved.partition, resolved.offset);
+        if let Some(next) = held.partitions[index].pending.pop_front() {
+            held.partitions[index].abort = self.start_lane(next, None, lanes);
+            return;
+        }
+        let partition = held.partitions.swap_remove(index);
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&partition.topic, partition.partition);
+        if let Err(err) = self.consumer.resume(&list) {
+            tracing::warn!(target: "kafka_handler", group = %self.group.group, topic = %partition.topic, partition = partition.partition, error = %err, "resuming a partition failed");
+        }
+    }
+
+    /// Aborts the lanes of partitions revoked since the last poll.
+    fn drop_revoked(&self, held: &mut Held) {
+        let revoked = std::mem::take(&mut *lock(&self.consumer.context().revoked));
+        if revoked.is_empty() {
+            return;
+        }
+        held.partitions.retain(|partition| {
+            let lost = revoked
+                .iter()
+                .any(|(topic, p)| *p == partition.partition && *topic == partition.topic);
+            if lost {
+                partition.abort.abort();
+                tracing::info!(
+                    target: "kafka_handler",
+                    topic = %partition.topic,
+                    partition = partition.partition,
+                    "partition revoked while a record was retried; its new owner handles it again"
+                );
+            }
+            !lost
+        });
     }
 
     /// Commits handled offsets in the background once `next_commit` has
@@ -518,11 +749,44 @@ async fn finish_within<F: Future>(
     }
 }
 
-/// Routes librdkafka's logs and errors into `tracing`, and commits
-/// synchronously when partitions are revoked.
+/// Partitions paused while one of their records is retried.
+#[derive(Default)]
+struct Held {
+    partitions: Vec<HeldPartition>,
+}
+
+struct HeldPartition {
+    topic: String,
+    partition: i32,
+    /// Aborts the lane of the record being retried.
+    abort: AbortHandle,
+    /// Records of the partition fetched before the pause took effect.
+    pending: VecDeque<OwnedMessage>,
+}
+
+impl Held {
+    fn position(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.partitions
+            .iter()
+            .position(|p| p.partition == partition && p.topic == topic)
+    }
+
+    fn find_mut(&mut self, topic: &str, partition: i32) -> Option<&mut HeldPartition> {
+        if self.partitions.is_empty() {
+            return None;
+        }
+        self.partitions
+            .iter_mut()
+            .find(|p| p.partition == partition && p.topic == topic)
+    }
+}
+
+/// Routes librdkafka's logs and errors into `tracing`, commits
+/// synchronously when partitions are revoked, and tells the poll loop which.
 struct GroupContext {
     group: String,
     tracker: Arc<Mutex<OffsetTracker>>,
+    revoked: Mutex<Vec<(String, i32)>>,
 }
 
 impl ClientContext for GroupContext {
@@ -574,5 +838,82 @@ impl ConsumerContext for GroupContext {
             }
         }
         commit::lock(&self.tracker).forget(revoked);
+        lock(&self.revoked).extend(
+            revoked
+                .elements()
+                .iter()
+                .map(|elem| (elem.topic().to_owned(), elem.partition())),
+        );
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // librdkafka keeps a partition's pause flag across a revoke and a
+        // later assign; one revoked while paused must not come back paused.
+        if let Rebalance::Assign(assigned) = rebalance {
+            if let Err(err) = consumer.resume(assigned) {
+                tracing::warn!(target: "kafka_handler", group = %self.group, error = %err, "resuming assigned partitions failed");
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Checks the handler's retry, dead-letter and timeout options.
+fn check_options(handler: &Handler) -> Result<(), Error> {
+    let options = handler.options();
+    let name = handler.name();
+    options
+        .backoff
+        .check()
+        .map_err(|problem| Error::Config(format!("handler `{name}`: {problem}")))?;
+    if let Some(dlq) = &options.dlq {
+        check_topic_name(dlq).map_err(|problem| {
+            Error::Config(format!(
+                "handler `{name}`: invalid dead-letter topic {dlq:?}: {problem}"
+            ))
+        })?;
+        if handler.topics().iter().any(|topic| topic == dlq) {
+            return Err(Error::Config(format!(
+                "handler `{name}` consumes its own dead-letter topic `{dlq}`: a failing record \
+                 would be dead-lettered into the topic it came from, forever"
+            )));
+        }
+    }
+    if let Some(timeout) = options.timeout {
+        if timeout.is_zero() {
+            return Err(Error::Config(format!(
+                "handler `{name}`: a timeout of zero cancels every attempt"
+            )));
+        }
+        if !handler.is_async() {
+            return Err(Error::Config(format!(
+                "handler `{name}` is synchronous and cannot be cancelled: make it async, or \
+                 drop its timeout"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's rule for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`,
+/// and not `.` or `..`.
+fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err("a topic name has 1 to 249 characters".into());
+    }
+    if name == "." || name == ".." {
+        return Err("`.` and `..` are not allowed".into());
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        Some(bad) => Err(format!(
+            "{bad:?} is not allowed; use ASCII letters, digits, `.`, `_` and `-`"
+        )),
+        None => Ok(()),
     }
 }

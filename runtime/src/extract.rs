@@ -10,8 +10,8 @@ use crate::record::{Record, RecordHeaders, RecordMeta};
 /// A type a handler can take as an argument: the runtime builds it from the
 /// record before calling the handler.
 ///
-/// Implemented for the payload (`&[u8]`, `Option<&[u8]>`, `&str`, `String`,
-/// [`Json<T>`]), the key ([`Key`]), the headers ([`RecordHeaders`]) and the
+/// Implemented for the payload (`&[u8]`, `&str`, `String`, [`Json<T>`], and
+/// `Option` of each to accept tombstones), the key ([`Key`]), the headers ([`RecordHeaders`]) and the
 /// metadata (`&RecordMeta`, `&Record`). Implement it for your own types to
 /// decode payloads another way (Avro, Protobuf, ...).
 ///
@@ -30,11 +30,15 @@ pub trait FromRecord<'r>: Sized {
     fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError>;
 }
 
-/// The payload as bytes. A tombstone (null payload) gives an empty slice; take
-/// `Option<&[u8]>` to tell the two apart.
+/// The payload as bytes.
+///
+/// A tombstone (null payload) has no body: it fails as
+/// [`Deserialization`](crate::ErrorKind::Deserialization) (permanent, so
+/// it goes to the dead-letter topic). Take `Option<&[u8]>` to receive
+/// tombstones as `None`; the same holds for every payload type.
 impl<'r> FromRecord<'r> for &'r [u8] {
     fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError> {
-        Ok(record.payload().unwrap_or_default())
+        record.payload().ok_or_else(|| tombstone("bytes"))
     }
 }
 
@@ -45,20 +49,44 @@ impl<'r> FromRecord<'r> for Option<&'r [u8]> {
     }
 }
 
-/// The payload as UTF-8 text. A tombstone gives `""`.
+/// The payload as UTF-8 text; a tombstone fails (take `Option<&str>`).
 impl<'r> FromRecord<'r> for &'r str {
     fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError> {
-        std::str::from_utf8(record.payload().unwrap_or_default()).map_err(|err| {
-            HandlerError::deserialization(format!("payload is not valid UTF-8: {err}"))
-        })
+        utf8(record.payload().ok_or_else(|| tombstone("text"))?)
     }
 }
 
-/// The payload as owned UTF-8 text. A tombstone gives an empty string.
+/// The payload as UTF-8 text, `None` for a tombstone.
+impl<'r> FromRecord<'r> for Option<&'r str> {
+    fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError> {
+        record.payload().map(utf8).transpose()
+    }
+}
+
+/// The payload as owned UTF-8 text; a tombstone fails (take `Option<String>`).
 impl<'r> FromRecord<'r> for String {
     fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError> {
         <&str as FromRecord<'r>>::from_record(record).map(str::to_owned)
     }
+}
+
+/// The payload as owned UTF-8 text, `None` for a tombstone.
+impl<'r> FromRecord<'r> for Option<String> {
+    fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError> {
+        <Option<&str> as FromRecord<'r>>::from_record(record).map(|text| text.map(str::to_owned))
+    }
+}
+
+fn utf8(payload: &[u8]) -> Result<&str, HandlerError> {
+    std::str::from_utf8(payload)
+        .map_err(|err| HandlerError::deserialization(format!("payload is not valid UTF-8: {err}")))
+}
+
+fn tombstone(expected: &str) -> HandlerError {
+    HandlerError::deserialization(format!(
+        "payload is null (tombstone), expected {expected}; \
+         take an `Option<..>` argument to accept tombstones"
+    ))
 }
 
 impl<'r> FromRecord<'r> for RecordHeaders<'r> {
@@ -105,7 +133,8 @@ impl<'r> FromRecord<'r> for Key<'r> {
 ///
 /// A payload that is not valid JSON for `T`, or a tombstone, fails with
 /// `error.type = deserialization` and serde's message; the handler is not
-/// called.
+/// called, and the record goes to the dead-letter topic without retries.
+/// `Option<Json<T>>` receives tombstones as `None`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Json<T>(pub T);
 
@@ -132,11 +161,19 @@ impl<T> DerefMut for Json<T> {
 
 impl<'r, T: DeserializeOwned> FromRecord<'r> for Json<T> {
     fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError> {
-        let payload = record.payload().ok_or_else(|| {
-            HandlerError::deserialization("payload is null (tombstone), expected JSON")
-        })?;
-        serde_json::from_slice(payload)
-            .map(Json)
-            .map_err(|err| HandlerError::deserialization(format!("invalid JSON payload: {err}")))
+        json(record.payload().ok_or_else(|| tombstone("JSON"))?)
     }
+}
+
+/// A JSON payload, `None` for a tombstone.
+impl<'r, T: DeserializeOwned> FromRecord<'r> for Option<Json<T>> {
+    fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError> {
+        record.payload().map(json).transpose()
+    }
+}
+
+fn json<T: DeserializeOwned>(payload: &[u8]) -> Result<Json<T>, HandlerError> {
+    serde_json::from_slice(payload)
+        .map(Json)
+        .map_err(|err| HandlerError::deserialization(format!("invalid JSON payload: {err}")))
 }

@@ -5,6 +5,9 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backoff::Backoff;
 
 use crate::outcome::Outcome;
 use crate::record::Record;
@@ -23,17 +26,42 @@ pub(crate) enum Invoke {
 }
 
 /// Per-handler options beyond topics and group.
+///
+/// The same options as the attribute's keys; see the README's "When
+/// handlers fail" for what they do together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HandlerOptions {
     /// Record the record key as `messaging.kafka.message.key` (default: yes).
     /// Turn it off when keys carry personal data.
     pub record_key: bool,
+    /// Attempts after the first before a record is given up on (default 3).
+    /// A [permanent](crate::HandlerError::permanent) error skips them.
+    pub retries: u32,
+    /// The delay before each retry (default `100ms..10s`).
+    pub backoff: Backoff,
+    /// The dead-letter topic a given-up record is copied to (default none:
+    /// the record is held, see [`Handler::with_dlq`]).
+    pub dlq: Option<String>,
+    /// How long one attempt of an async handler may run before it is
+    /// cancelled and counted as a transient failure (default: no limit).
+    pub timeout: Option<Duration>,
+}
+
+impl HandlerOptions {
+    /// The default number of retries.
+    pub const DEFAULT_RETRIES: u32 = 3;
 }
 
 impl Default for HandlerOptions {
     fn default() -> Self {
-        Self { record_key: true }
+        Self {
+            record_key: true,
+            retries: Self::DEFAULT_RETRIES,
+            backoff: Backoff::default(),
+            dlq: None,
+            timeout: None,
+        }
     }
 }
 
@@ -100,6 +128,45 @@ impl Handler {
     /// Replaces the handler's options.
     pub fn with_options(mut self, options: HandlerOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Whether to record the key as `messaging.kafka.message.key`.
+    pub fn with_record_key(mut self, record_key: bool) -> Self {
+        self.options.record_key = record_key;
+        self
+    }
+
+    /// Attempts after the first before the record is given up on.
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.options.retries = retries;
+        self
+    }
+
+    /// The delay before each retry.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.options.backoff = backoff;
+        self
+    }
+
+    /// The dead-letter topic: a record that failed every attempt, or failed
+    /// permanently, is copied there (keeping its trace) and then committed.
+    ///
+    /// Without one, such a record is *held*: it is not committed, its
+    /// partition stays paused (other partitions keep flowing), and it is
+    /// attempted again every `backoff.max()` until it succeeds or the
+    /// consumer restarts. No record is ever skipped.
+    pub fn with_dlq(mut self, topic: impl Into<String>) -> Self {
+        self.options.dlq = Some(topic.into());
+        self
+    }
+
+    /// Cancels an attempt of an async handler that runs longer than
+    /// `timeout`; it counts as a transient failure with `error.type =
+    /// timeout`. A synchronous handler cannot be cancelled, so `build()`
+    /// rejects a timeout on one.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
         self
     }
 

@@ -33,19 +33,24 @@
 //! The tracing contract (span names, attributes, what happens to malformed
 //! headers) is in the README.
 
+mod backoff;
 mod commit;
 mod consumer;
+pub mod dead_letter;
 mod error;
 mod extract;
 mod handler;
+pub mod metrics;
 mod outcome;
 mod process;
 pub mod propagation;
 mod record;
+mod retry;
 mod shutdown;
 mod span;
 pub mod testing;
 
+pub use backoff::Backoff;
 pub use consumer::{Consumer, ConsumerBuilder, BROKERS_ENV};
 pub use error::Error;
 pub use extract::{FromRecord, Json, Key};
@@ -59,9 +64,11 @@ pub use shutdown::Shutdown;
 /// What `#[kafka_handler]` expands to. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::backoff::Backoff;
     pub use crate::extract::FromRecord;
     pub use crate::handler::{Handler, HandlerFactory, HandlerFuture, HandlerOptions};
     pub use crate::outcome::{IntoOutcome, Outcome};
     pub use crate::record::Record;
     pub use std::boxed::Box;
+    pub use std::time::Duration;
 }

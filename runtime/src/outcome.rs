@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Panic,
     /// The handler was cancelled before it finished (shutdown past its bound).
     Cancelled,
+    /// An attempt ran past the handler's `timeout` and was cancelled.
+    Timeout,
 }
 
 impl ErrorKind {
@@ -25,6 +27,7 @@ impl ErrorKind {
             ErrorKind::Deserialization => "deserialization",
             ErrorKind::Panic => "panic",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Timeout => "timeout",
         }
     }
 }
@@ -35,10 +38,29 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// Why a record's handling failed.
+/// Why a record's handling failed, and whether trying again can help.
+///
+/// A handler that returns `Result<(), E>` with any `E: Display` fails
+/// *transiently*: the record is retried. Return a `HandlerError` to choose:
+///
+/// ```
+/// # use kafka_handler::HandlerError;
+/// # fn charge() -> Result<(), std::io::Error> { Ok(()) }
+/// fn bill(amount: i64) -> Result<(), HandlerError> {
+///     if amount < 0 {
+///         // Retrying will not fix the record: straight to the dead-letter topic.
+///         return Err(HandlerError::permanent(format!("negative amount {amount}")));
+///     }
+///     charge().map_err(|err| HandlerError::transient(&err))
+/// }
+/// ```
+///
+/// Decoding failures ([`ErrorKind::Deserialization`]) are permanent; panics
+/// and timeouts are transient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandlerError {
     kind: ErrorKind,
+    permanent: bool,
     exception_type: Cow<'static, str>,
     message: String,
 }
@@ -52,23 +74,49 @@ impl HandlerError {
     ) -> Self {
         Self {
             kind,
+            permanent: kind == ErrorKind::Deserialization,
             exception_type: exception_type.into(),
             message: message.into(),
         }
     }
 
-    /// A payload or argument that could not be decoded.
+    /// A payload or argument that could not be decoded. Permanent.
     pub fn deserialization(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Deserialization, "deserialization", message)
     }
 
-    /// An error returned by the handler; its Rust type name becomes `exception.type`.
+    /// An error returned by the handler; its Rust type name becomes
+    /// `exception.type`. Transient.
     pub fn from_handler<E: fmt::Display + ?Sized>(error: &E) -> Self {
         Self::new(
             ErrorKind::Handler,
             std::any::type_name::<E>(),
             error.to_string(),
         )
+    }
+
+    /// A handler failure that retrying will not fix (a record that breaks
+    /// a business rule): the remaining retries are skipped and the record
+    /// goes straight to the dead-letter topic.
+    pub fn permanent(error: impl fmt::Display) -> Self {
+        Self::from_handler(&error).with_permanent(true)
+    }
+
+    /// A handler failure that may pass on a later attempt (a timeout
+    /// talking to a database): the record is retried with backoff.
+    pub fn transient(error: impl fmt::Display) -> Self {
+        Self::from_handler(&error)
+    }
+
+    /// The same failure, marked permanent or transient.
+    pub fn with_permanent(mut self, permanent: bool) -> Self {
+        self.permanent = permanent;
+        self
+    }
+
+    /// Whether retrying cannot help: the record skips its remaining retries.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
     }
 
     /// A panic, with the panic message when it was a string.
@@ -125,8 +173,14 @@ impl IntoOutcome for () {
     }
 }
 
-impl<E: fmt::Display> IntoOutcome for Result<(), E> {
+impl<E: fmt::Display + 'static> IntoOutcome for Result<(), E> {
     fn into_outcome(self) -> Outcome {
-        self.map_err(|err| HandlerError::from_handler(&err))
+        self.map_err(|err| {
+            // A `HandlerError` is passed through as the handler classified it.
+            match (&err as &dyn std::any::Any).downcast_ref::<HandlerError>() {
+                Some(error) => error.clone(),
+                None => HandlerError::from_handler(&err),
+            }
+        })
     }
 }

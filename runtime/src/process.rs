@@ -2,15 +2,15 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::global;
-use opentelemetry::InstrumentationScope;
+use opentelemetry::Context;
 use tracing::Instrument as _;
 
 use crate::handler::{Handler, Invoke};
-use crate::outcome::{HandlerError, Outcome};
+use crate::outcome::{ErrorKind, HandlerError, Outcome};
 use crate::record::Record;
 use crate::span::{ProcessSpan, SpanScope, TopicNames};
 
@@ -43,13 +43,8 @@ impl Processor {
         group: Arc<str>,
         client_id: Option<Arc<str>>,
     ) -> Self {
-        let tracer = global::tracer_with_scope(
-            InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        );
         let scope = SpanScope {
-            tracer: Arc::new(tracer),
+            tracer: Arc::new(crate::span::tracer()),
             group,
             client_id,
             record_key: handler.options().record_key,
@@ -65,12 +60,20 @@ impl Processor {
 
     /// Handles one record: extract its context, activate it, open the
     /// `process {topic}` span, run the handler (catching panics), record the
-    /// outcome, end the span, detach.
+    /// outcome, end the span, detach. One attempt: retries and dead letters
+    /// are the consumer's job.
     ///
     /// Dropping the returned future cancels the handler; the span still ends,
     /// with `error.type = cancelled`, and no context stays attached.
     pub async fn process(&self, record: &Record<'_>) -> Outcome {
-        let span = ProcessSpan::start(&self.scope, record);
+        self.attempt(record, 1)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// Attempt number `attempt` (1-based) at `record`.
+    pub(crate) async fn attempt(&self, record: &Record<'_>, attempt: u32) -> Result<(), Failure> {
+        let span = ProcessSpan::start(&self.scope, record, attempt);
         let outcome = match &self.handler.invoke {
             Invoke::Sync(f) => {
                 let _entered = span.tracing_span().enter();
@@ -82,29 +85,58 @@ impl Processor {
                 // `with_context` makes the context current on every poll,
                 // whatever worker thread runs it; `instrument` does the same
                 // for the `tracing` span. Both name the one process span.
-                AssertUnwindSafe(f(record))
-                    .catch_unwind()
-                    .with_context(span.context().clone())
-                    .instrument(span.tracing_span().clone())
-                    .await
-                    .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
+                let run = AssertUnwindSafe(f(record)).catch_unwind();
+                let caught = match self.handler.options().timeout {
+                    None => {
+                        run.with_context(span.context().clone())
+                            .instrument(span.tracing_span().clone())
+                            .await
+                    }
+                    Some(limit) => tokio::time::timeout(limit, run)
+                        .with_context(span.context().clone())
+                        .instrument(span.tracing_span().clone())
+                        .await
+                        .unwrap_or_else(|_elapsed| Ok(Err(timed_out(limit)))),
+                };
+                caught.unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
             }
         };
-        if let Err(error) = &outcome {
-            span.tracing_span().in_scope(|| {
-                tracing::warn!(
-                    target: "kafka_handler",
-                    handler = self.handler.name(),
-                    topic = record.topic(),
-                    partition = record.partition(),
-                    offset = record.offset(),
-                    error.type = error.kind().as_str(),
-                    error = %error.message(),
-                    "record handling failed"
-                );
-            });
-        }
-        span.finish(&outcome);
-        outcome
+        let Err(error) = outcome else {
+            span.finish(None);
+            return Ok(());
+        };
+        span.tracing_span().in_scope(|| {
+            tracing::warn!(
+                target: "kafka_handler",
+                handler = self.handler.name(),
+                topic = record.topic(),
+                partition = record.partition(),
+                offset = record.offset(),
+                attempt,
+                error.type = error.kind().as_str(),
+                permanent = error.is_permanent(),
+                error = %error.message(),
+                "record handling failed"
+            );
+        });
+        let span_cx = span.context().clone();
+        span.finish(Some(&error));
+        Err(Failure { error, span_cx })
     }
+}
+
+/// A failed attempt: why, and the context of its (ended) span, the parent
+/// of the dead-letter send.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: HandlerError,
+    pub(crate) span_cx: Context,
+}
+
+fn timed_out(limit: Duration) -> HandlerError {
+    HandlerError::new(
+        ErrorKind::Timeout,
+        "timeout",
+        format!("the attempt ran past the handler's {limit:?} timeout and was cancelled"),
+    )
 }

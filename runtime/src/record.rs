@@ -3,7 +3,9 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers as _, Message, OwnedHeaders};
+use rdkafka::message::{
+    BorrowedHeaders, BorrowedMessage, Headers as _, Message, OwnedHeaders, OwnedMessage,
+};
 
 /// One Kafka record, borrowed from the consumer for the duration of its handler.
 ///
@@ -32,6 +34,21 @@ impl<'a> Record<'a> {
             key: message.key(),
             payload: message.payload(),
             headers: RecordHeaders::borrowed(message.headers()),
+            meta: OnceLock::new(),
+        }
+    }
+
+    /// A view over a message detached from the consumer (a record being
+    /// retried on its paused partition).
+    pub(crate) fn from_owned(message: &'a OwnedMessage) -> Self {
+        Self {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
+            key: message.key(),
+            payload: message.payload(),
+            headers: RecordHeaders::owned(message.headers()),
             meta: OnceLock::new(),
         }
     }

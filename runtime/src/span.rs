@@ -10,9 +10,21 @@ use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::outcome::{ErrorKind, HandlerError, Outcome};
+use crate::outcome::{ErrorKind, HandlerError};
 use crate::propagation::extract_parent_context;
 use crate::record::Record;
+
+/// kafka-handler's tracer, from the global provider as it is now.
+pub(crate) fn tracer() -> BoxedTracer {
+    opentelemetry::global::tracer_with_scope(
+        opentelemetry::InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build(),
+    )
+}
+
+/// The attempt number (1 for the first) on every `process` span.
+pub(crate) const ATTEMPT: &str = "kafka_handler.attempt";
 
 /// What every span of one handler in one consumer shares.
 #[derive(Clone, Debug)]
@@ -68,9 +80,11 @@ pub(crate) struct ProcessSpan {
 }
 
 impl ProcessSpan {
-    /// Extracts the record's context and starts its span. Nothing is
+    /// Extracts the record's context and starts the span of attempt
+    /// `attempt` (1-based). Every attempt at a record has the same parent:
+    /// the headers, hence the extracted context, do not change. Nothing is
     /// activated yet: see [`Self::context`] and [`Self::tracing_span`].
-    pub(crate) fn start(scope: &SpanScope, record: &Record<'_>) -> Self {
+    pub(crate) fn start(scope: &SpanScope, record: &Record<'_>, attempt: u32) -> Self {
         let parent_cx = extract_parent_context(record.headers());
         let names = scope.names(record.topic());
 
@@ -112,6 +126,7 @@ impl ProcessSpan {
                 record,
                 names.topic,
                 position_recorded,
+                attempt,
             ));
         }
         Self {
@@ -131,9 +146,9 @@ impl ProcessSpan {
         &self.tracing_span
     }
 
-    /// Records the attempt's outcome on the span and ends it.
-    pub(crate) fn finish(mut self, outcome: &Outcome) {
-        if let Err(error) = outcome {
+    /// Records the attempt's failure, if it failed, on the span and ends it.
+    pub(crate) fn finish(mut self, error: Option<&HandlerError>) {
+        if let Some(error) = error {
             self.record_error(error);
         }
         self.finished = true;
@@ -177,13 +192,15 @@ fn process_attributes(
     record: &Record<'_>,
     topic: &'static str,
     position_recorded: bool,
+    attempt: u32,
 ) -> Vec<KeyValue> {
-    let mut attributes = Vec::with_capacity(10);
+    let mut attributes = Vec::with_capacity(11);
     attributes.extend([
         KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
         KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
         KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
         KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, scope.group.clone()),
+        KeyValue::new(ATTEMPT, i64::from(attempt)),
     ]);
     // Unless the `tracing` span's fields already became these attributes.
     if !position_recorded {

@@ -1,0 +1,402 @@
+//! Dead-letter copies: a given-up record re-published to its handler's DLQ
+//! topic under a `send {dlq}` span, so the failure stays in the producer's
+//! trace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::global::{self, BoxedTracer};
+use opentelemetry::propagation::Injector;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+use crate::backoff::Backoff;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::outcome::HandlerError;
+use crate::record::Record;
+
+/// The `dlq.*` headers added to every dead-letter copy.
+pub mod headers {
+    /// The topic the record was consumed from.
+    pub const ORIGINAL_TOPIC: &str = "dlq.original.topic";
+    /// Its partition, in decimal.
+    pub const ORIGINAL_PARTITION: &str = "dlq.original.partition";
+    /// Its offset, in decimal.
+    pub const ORIGINAL_OFFSET: &str = "dlq.original.offset";
+    /// Its timestamp in milliseconds since the Unix epoch, in decimal
+    /// (absent when the record had none).
+    pub const ORIGINAL_TIMESTAMP: &str = "dlq.original.timestamp";
+    /// The consumer group that gave up on it.
+    pub const GROUP: &str = "dlq.group";
+    /// The handler that gave up on it (its path).
+    pub const HANDLER: &str = "dlq.handler";
+    /// How many attempts were made, in decimal.
+    pub const ATTEMPTS: &str = "dlq.attempts";
+    /// The last attempt's `error.type`: `handler`, `deserialization`,
+    /// `panic` or `timeout`.
+    pub const ERROR_TYPE: &str = "dlq.error.type";
+    /// The last attempt's error message, UTF-8, cut on a character boundary
+    /// to at most [`MAX_ERROR_MESSAGE`] bytes.
+    pub const ERROR_MESSAGE: &str = "dlq.error.message";
+    /// The bound on `dlq.error.message`, in bytes.
+    pub const MAX_ERROR_MESSAGE: usize = 1024;
+}
+
+/// Trace headers every propagator we know of writes. They are dropped from
+/// a copy even when the installed propagator does not write them, so a
+/// stale context from an earlier hop never survives next to the new one.
+const TRACE_HEADERS: [&str; 8] = [
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
+
+/// Properties of the consumer's configuration the dead-letter producer
+/// shares: where the brokers are and how to reach them.
+const SHARED_PREFIXES: [&str; 10] = [
+    "bootstrap.servers",
+    "client.id",
+    "security.",
+    "sasl.",
+    "ssl.",
+    "socket.",
+    "broker.",
+    "reconnect.",
+    "enable.ssl",
+    "client.dns.",
+];
+
+/// What the dead-letter producer sets unless told otherwise.
+const PRODUCER_DEFAULTS: [(&str, &str); 3] = [
+    // No duplicates from librdkafka's own resends.
+    ("enable.idempotence", "true"),
+    // A send the broker has not acknowledged within 30 s fails, is logged
+    // and counted, and is tried again, instead of waiting silently for
+    // librdkafka's default of five minutes.
+    ("message.timeout.ms", "30000"),
+    // A copy is as large as the record it copies; the consumer may fetch
+    // records larger than the producer's 1 MB default. The broker's own
+    // limit still applies.
+    ("message.max.bytes", "104857600"),
+];
+
+/// One group's dead-letter producer.
+pub(crate) struct DeadLetters {
+    producer: FutureProducer,
+    tracer: Arc<BoxedTracer>,
+    group: Arc<str>,
+    metrics: Metrics,
+}
+
+/// A record given up on, and why.
+pub(crate) struct GivenUp<'a> {
+    pub(crate) record: &'a Record<'a>,
+    pub(crate) dlq: &'a str,
+    pub(crate) handler: &'a str,
+    pub(crate) attempts: u32,
+    pub(crate) error: &'a HandlerError,
+    /// The failing attempt's span: the parent of the `send {dlq}` span.
+    pub(crate) parent: &'a Context,
+    pub(crate) record_key: bool,
+}
+
+/// A group's dead-letter producer configuration, checked by `build()`.
+#[derive(Clone, Debug)]
+pub(crate) struct DeadLetterConfig {
+    group: Arc<str>,
+    config: ClientConfig,
+}
+
+impl DeadLetterConfig {
+    /// The configuration for `group`: the defaults, the consumer's
+    /// connection `properties`, then `overrides`.
+    pub(crate) fn new(
+        group: Arc<str>,
+        properties: Vec<(String, String)>,
+        overrides: &[(String, String)],
+    ) -> Self {
+        let mut config = ClientConfig::new();
+        for (key, value) in PRODUCER_DEFAULTS {
+            config.set(key, value);
+        }
+        for (key, value) in properties {
+            if SHARED_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) {
+                config.set(key, value);
+            }
+        }
+        for (key, value) in overrides {
+            config.set(key, value);
+        }
+        Self { group, config }
+    }
+
+    /// Has librdkafka check the configuration.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        self.config
+            .create_native_config()
+            .map(drop)
+            .map_err(|err| self.error(err))
+    }
+
+    /// Creates the producer.
+    pub(crate) fn create(&self, metrics: Metrics) -> Result<DeadLetters, Error> {
+        let producer = self.config.create().map_err(|err| self.error(err))?;
+        Ok(DeadLetters {
+            producer,
+            tracer: Arc::new(crate::span::tracer()),
+            group: self.group.clone(),
+            metrics,
+        })
+    }
+
+    fn error(&self, err: KafkaError) -> Error {
+        Error::kafka(
+            format!(
+                "configuring the dead-letter producer of group `{}`",
+                self.group
+            ),
+            err,
+        )
+    }
+}
+
+impl DeadLetters {
+    /// Sends the copy, and again after each failure with `backoff`, until
+    /// the broker acknowledges one. Only then may the record be committed.
+    pub(crate) async fn send_until_acked(&self, given_up: &GivenUp<'_>, backoff: &Backoff) {
+        let mut failures = 0;
+        loop {
+            match self.send(given_up).await {
+                Ok(()) => {
+                    self.metrics.dead_lettered(
+                        &self.group,
+                        given_up.record.topic(),
+                        given_up.dlq,
+                        given_up.error.kind().as_str(),
+                    );
+                    return;
+                }
+                Err(err) => {
+                    failures += 1;
+                    let delay = backoff.delay(failures);
+                    self.metrics
+                        .send_failed(&self.group, given_up.dlq, &error_type(&err));
+                    tracing::error!(
+                        target: "kafka_handler",
+                        group = %self.group,
+                        dlq = given_up.dlq,
+                        topic = given_up.record.topic(),
+                        partition = given_up.record.partition(),
+                        offset = given_up.record.offset(),
+                        failures,
+                        error = %err,
+                        "dead-letter send failed; the record stays uncommitted and its partition \
+                         paused; retrying in {delay:?}"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// One send under its own `send {dlq}` span, ended when the broker
+    /// answers.
+    async fn send(&self, given_up: &GivenUp<'_>) -> Result<(), KafkaError> {
+        let record = given_up.record;
+        let mut attributes = vec![
+            KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
+            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, given_up.dlq.to_owned()),
+        ];
+        if let Some(key) = record
+            .key()
+            .filter(|_| given_up.record_key)
+            .and_then(|key| std::str::from_utf8(key).ok())
+        {
+            attributes.push(KeyValue::new(
+                semconv::MESSAGING_KAFKA_MESSAGE_KEY,
+                key.to_owned(),
+            ));
+        }
+        if record.payload().is_none() {
+            attributes.push(KeyValue::new(
+                semconv::MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
+                true,
+            ));
+        }
+        let span = self.tracer.build_with_context(
+            self.tracer
+                .span_builder(format!("send {}", given_up.dlq))
+                .with_kind(SpanKind::Producer)
+                .with_attributes(attributes),
+            given_up.parent,
+        );
+        let cx = given_up.parent.with_span(span);
+        let headers = copy_headers(given_up, &self.group, &cx);
+
+        let mut copy = FutureRecord::<[u8], [u8]>::to(given_up.dlq).headers(headers);
+        if let Some(key) = record.key() {
+            copy = copy.key(key);
+        }
+        if let Some(payload) = record.payload() {
+            copy = copy.payload(payload);
+        }
+        if let Some(timestamp) = record.timestamp() {
+            copy = copy.timestamp(timestamp);
+        }
+        let result = self.producer.send(copy, Duration::from_secs(5)).await;
+        let span = cx.span();
+        match result {
+            Ok(delivery) => {
+                span.set_attributes([
+                    KeyValue::new(
+                        semconv::MESSAGING_DESTINATION_PARTITION_ID,
+                        delivery.partition.to_string(),
+                    ),
+                    KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, delivery.offset),
+                ]);
+                span.end();
+                Ok(())
+            }
+            Err((err, _)) => {
+                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type(&err)));
+                span.add_event(
+                    "exception",
+                    vec![
+                        KeyValue::new(semconv::EXCEPTION_TYPE, "rdkafka::error::KafkaError"),
+                        KeyValue::new(semconv::EXCEPTION_MESSAGE, err.to_string()),
+                    ],
+                );
+                span.set_status(Status::error(err.to_string()));
+                span.end();
+                Err(err)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetters")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The copy's headers: the record's own, minus trace headers and earlier
+/// `dlq.*` headers, plus the send span's context and this failure's
+/// `dlq.*` headers. Replaced, never appended: a copy of a copy carries one
+/// `traceparent` and one set of `dlq.*` headers.
+fn copy_headers(given_up: &GivenUp<'_>, group: &str, send_cx: &Context) -> OwnedHeaders {
+    let record = given_up.record;
+    let mut propagated = Collected::default();
+    global::get_text_map_propagator(|propagator| {
+        propagated.names = propagator.fields().map(str::to_owned).collect();
+        propagator.inject_context(send_cx, &mut propagated);
+    });
+    let replaced = |key: &str| {
+        key.starts_with("dlq.")
+            || TRACE_HEADERS
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(key))
+            || propagated
+                .names
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(key))
+    };
+
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers().len() + 12);
+    for (key, value) in record.headers().iter().filter(|(key, _)| !replaced(key)) {
+        headers = headers.insert(Header { key, value });
+    }
+    for (key, value) in &propagated.pairs {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    let mut add = |key: &str, value: &str| {
+        headers = std::mem::replace(&mut headers, OwnedHeaders::new()).insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    };
+    add(headers::ORIGINAL_TOPIC, record.topic());
+    add(headers::ORIGINAL_PARTITION, &record.partition().to_string());
+    add(headers::ORIGINAL_OFFSET, &record.offset().to_string());
+    if let Some(timestamp) = record.timestamp() {
+        add(headers::ORIGINAL_TIMESTAMP, &timestamp.to_string());
+    }
+    add(headers::GROUP, group);
+    add(headers::HANDLER, given_up.handler);
+    add(headers::ATTEMPTS, &given_up.attempts.to_string());
+    add(headers::ERROR_TYPE, given_up.error.kind().as_str());
+    add(
+        headers::ERROR_MESSAGE,
+        truncate(given_up.error.message(), headers::MAX_ERROR_MESSAGE),
+    );
+    headers
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A short, stable `error.type` for a failed send: the librdkafka error
+/// code's name (`MessageTimedOut`, `TopicAuthorizationFailed`, ...).
+fn error_type(err: &KafkaError) -> String {
+    match err.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => "kafka".to_owned(),
+    }
+}
+
+/// The propagator's output, and the header names it owns.
+#[derive(Default)]
+struct Collected {
+    names: Vec<String>,
+    pairs: Vec<(String, String)>,
+}
+
+impl Injector for Collected {
+    fn set(&mut self, key: &str, value: String) {
+        self.pairs.push((key.to_owned(), value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("short", 1024), "short");
+        let text = "é".repeat(600); // 1200 bytes, 2 per character
+        let cut = truncate(&text, 1024);
+        assert_eq!(cut.len(), 1024);
+        let text = format!("a{}", "é".repeat(600)); // odd boundary
+        let cut = truncate(&text, 1024);
+        assert_eq!(cut.len(), 1023);
+        assert!(cut.chars().all(|c| c == 'a' || c == 'é'));
+    }
+}
