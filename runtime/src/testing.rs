@@ -113,6 +113,19 @@ impl EmbeddedBroker {
         with_mock(self.producer.client(), |mock| mock.broker_up(id))
     }
 
+    /// Makes the next `errors.len()` Produce requests to the mock cluster,
+    /// from any client, fail with those errors in turn (for example
+    /// `RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED`). Only for the mock.
+    pub fn fail_produce_requests(
+        &self,
+        errors: &[rdkafka::types::RDKafkaRespErr],
+    ) -> Result<(), Error> {
+        with_mock(self.producer.client(), |mock| {
+            mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, errors);
+            Ok(())
+        })
+    }
+
     /// Creates `topic` with `partitions` partitions.
     pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
         if self.mock {
@@ -238,7 +251,9 @@ fn producer_config() -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("message.timeout.ms", "30000")
-        .set("linger.ms", "1");
+        .set("linger.ms", "1")
+        // Large test records (a 1 MiB payload plus headers).
+        .set("message.max.bytes", "16777216");
     config
 }
 

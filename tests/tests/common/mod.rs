@@ -10,11 +10,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use kafka_handler::testing::{unique_topic, EmbeddedBroker, TestRecord};
-use kafka_handler::{Consumer, Handler, Shutdown};
+use kafka_handler::{Consumer, ConsumerBuilder, Handler, Shutdown};
 use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{global, Context, KeyValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
 /// How the test binary installs telemetry.
@@ -119,6 +122,15 @@ pub fn start_consumer(
     broker: &EmbeddedBroker,
     handlers: Vec<Handler>,
 ) -> (Shutdown, JoinHandle<Result<(), kafka_handler::Error>>) {
+    start_consumer_with(broker, handlers, |builder| builder)
+}
+
+/// [`start_consumer`], with more settings.
+pub fn start_consumer_with(
+    broker: &EmbeddedBroker,
+    handlers: Vec<Handler>,
+    configure: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder,
+) -> (Shutdown, JoinHandle<Result<(), kafka_handler::Error>>) {
     let mut builder = Consumer::builder()
         .brokers(broker.bootstrap_servers())
         .handlers(handlers)
@@ -127,7 +139,9 @@ pub fn start_consumer(
     for (key, value) in broker.consumer_properties() {
         builder = builder.set(key, value);
     }
-    let consumer = builder.build().expect("a valid consumer configuration");
+    let consumer = configure(builder)
+        .build()
+        .expect("a valid consumer configuration");
     let shutdown = Shutdown::new();
     let handle = tokio::spawn(consumer.run(shutdown.clone()));
     (shutdown, handle)
@@ -243,4 +257,132 @@ macro_rules! contract_tests {
             common::scenarios::resumes_after_the_last_handled_record($mode).await;
         }
     };
+}
+
+/// Every record in `topic` now, read from the beginning of each partition
+/// without a consumer group. Empty when the topic does not exist.
+pub async fn read_all(broker: &EmbeddedBroker, topic: &str) -> Vec<OwnedMessage> {
+    let brokers = broker.bootstrap_servers().to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "kafka-handler-tests-reader")
+            .set("enable.auto.commit", "false")
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .expect("a reader");
+        let timeout = Duration::from_secs(10);
+        let Ok(metadata) = consumer.fetch_metadata(Some(&topic), timeout) else {
+            return Vec::new();
+        };
+        let Some(partitions) = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+        else {
+            return Vec::new();
+        };
+        let mut list = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for partition in 0..partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, timeout)
+                .expect("watermarks");
+            if high > low {
+                list.add_partition_offset(&topic, partition, Offset::Offset(low))
+                    .unwrap();
+                ends.insert(partition, high);
+            }
+        }
+        let mut records = Vec::new();
+        if ends.is_empty() {
+            return records;
+        }
+        consumer.assign(&list).expect("assign");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !ends.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out reading {topic}"
+            );
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                let message = message.expect("a record").detach();
+                if ends.get(&message.partition()) == Some(&(message.offset() + 1)) {
+                    ends.remove(&message.partition());
+                }
+                records.push(message);
+            }
+        }
+        records
+    })
+    .await
+    .expect("the reader does not panic")
+}
+
+/// The offset `group` has committed for each of `topic`'s first
+/// `partitions` partitions (`None`: nothing committed).
+pub async fn committed(
+    broker: &EmbeddedBroker,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    let brokers = broker.bootstrap_servers().to_owned();
+    let group = group.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("an offset reader");
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(&topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(
+                |partition| match committed.find_partition(&topic, partition) {
+                    Some(elem) => match elem.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    },
+                    None => None,
+                },
+            )
+            .collect()
+    })
+    .await
+    .expect("the offset reader does not panic")
+}
+
+/// The value of header `key` on `message`, as text; panics if it repeats.
+pub fn header(message: &OwnedMessage, key: &str) -> Option<String> {
+    let values: Vec<String> = header_values(message, key);
+    assert!(
+        values.len() <= 1,
+        "header {key} appears {} times",
+        values.len()
+    );
+    values.into_iter().next()
+}
+
+/// Every value of header `key` on `message`, as text.
+pub fn header_values(message: &OwnedMessage, key: &str) -> Vec<String> {
+    message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .filter(|h| h.key == key)
+                .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
