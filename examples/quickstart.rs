@@ -4,7 +4,9 @@
 //! `KAFKA_BROKERS`), produces orders from a "checkout" service, each in its
 //! own trace, plus one order without trace headers and one with a malformed
 //! `traceparent`. Two `#[kafka_handler]` functions in two consumer groups
-//! handle them, then every resulting trace is printed as a tree.
+//! handle them. Billing order 4 keeps failing: it is retried twice, then
+//! dead-lettered to `orders.dlq`, where a third handler picks it up in the
+//! same trace. Every resulting trace is printed as a tree.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -15,7 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kafka_handler::testing::{EmbeddedBroker, TestRecord};
-use kafka_handler::{handlers, kafka_handler, Consumer, Json, Key, RecordMeta, Shutdown};
+use kafka_handler::{
+    handlers, kafka_handler, Consumer, Json, Key, RecordHeaders, RecordMeta, Shutdown,
+};
 use opentelemetry::trace::{
     SpanId, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
 };
@@ -34,35 +38,54 @@ struct Order {
 }
 
 #[derive(Debug)]
-struct Declined(u64);
+struct GatewayDown(u64);
 
-impl std::fmt::Display for Declined {
+impl std::fmt::Display for GatewayDown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "card declined for order {}", self.0)
+        write!(f, "payment gateway unavailable for order {}", self.0)
     }
 }
 
-static HANDLED: AtomicUsize = AtomicUsize::new(0);
+static BILLED: AtomicUsize = AtomicUsize::new(0);
+static AUDITED: AtomicUsize = AtomicUsize::new(0);
+static REVIEWED: AtomicUsize = AtomicUsize::new(0);
 
 /// Bills an order. Runs inside the order's trace: the span below is a child
-/// of this record's `process orders` span.
-#[kafka_handler(topics = ["orders"], group = "billing")]
-async fn bill(order: Json<Order>, meta: &RecordMeta) -> Result<(), Declined> {
-    HANDLED.fetch_add(1, Ordering::Relaxed);
+/// of this record's `process orders` span. A failure is retried twice with
+/// backoff, each attempt its own span in the same trace; then the record is
+/// copied to `orders.dlq` and committed.
+#[kafka_handler(topics = ["orders"], group = "billing",
+                retries = 2, backoff = "50ms..200ms", dlq = "orders.dlq")]
+async fn bill(order: Json<Order>, meta: &RecordMeta) -> Result<(), GatewayDown> {
     let charge = tracing::info_span!("charge card", order.id = order.id, cents = order.cents);
     let _charge = charge.enter();
     tracing::info!(order.id = order.id, partition = meta.partition(), "billing");
     if order.cents == 0 {
-        return Err(Declined(order.id));
+        return Err(GatewayDown(order.id));
     }
+    BILLED.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
 /// Audits every record, whatever its payload, in a second group.
 #[kafka_handler(topics = ["orders"], group = "audit")]
 fn audit(payload: &str, key: Key<'_>) {
-    HANDLED.fetch_add(1, Ordering::Relaxed);
+    AUDITED.fetch_add(1, Ordering::Relaxed);
     tracing::info!(key = key.as_str(), bytes = payload.len(), "audited");
+}
+
+/// Reviews dead-lettered orders: its span lands in the order's own trace,
+/// under the `send orders.dlq` span.
+#[kafka_handler(topics = ["orders.dlq"], group = "billing-review")]
+fn review(key: Key<'_>, headers: RecordHeaders<'_>) {
+    let header = |name| String::from_utf8_lossy(headers.get(name).unwrap_or_default()).into_owned();
+    tracing::warn!(
+        key = key.as_str(),
+        attempts = header("dlq.attempts"),
+        error = header("dlq.error.message"),
+        "order needs a human"
+    );
+    REVIEWED.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The checkout service: a server span, then a producer span whose context
@@ -138,9 +161,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if broker.is_mock() {
         broker.create_topic(TOPIC, 2).await?;
+        broker.create_topic("orders.dlq", 1).await?;
     }
 
-    // Three orders in three traces; order 4 is declined (an error span).
+    // Four orders in four traces; billing order 4 keeps failing.
     for (id, cents) in [(1, 1250), (2, 990), (3, 4200), (4, 0)] {
         checkout(&broker, id, cents).await;
     }
@@ -156,11 +180,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .header("traceparent", "00-NOT-A-VALID-TRACEPARENT-01"),
         )
         .await?;
-    let expected = 6 * 2; // six records, two groups
+    // Billing: five succeed and one is dead-lettered; audit: all six.
+    let done = || {
+        BILLED.load(Ordering::Relaxed) == 5
+            && AUDITED.load(Ordering::Relaxed) == 6
+            && REVIEWED.load(Ordering::Relaxed) == 1
+    };
 
     let mut builder = Consumer::builder()
         .brokers(broker.bootstrap_servers())
-        .handlers(handlers![bill, audit])
+        .handlers(handlers![bill, audit, review])
         .tracer_provider(provider.clone());
     for (key, value) in broker.consumer_properties() {
         builder = builder.set(key, value);
@@ -169,11 +198,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = Shutdown::new();
     let running = tokio::spawn(consumer.run(shutdown.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while HANDLED.load(Ordering::Relaxed) < expected {
+    while !done() {
         if tokio::time::Instant::now() > deadline {
             return Err(format!(
-                "only {} of {expected} records handled within 30 s",
-                HANDLED.load(Ordering::Relaxed)
+                "not done within 30 s: {} of 5 billed, {} of 6 audited, {} of 1 reviewed",
+                BILLED.load(Ordering::Relaxed),
+                AUDITED.load(Ordering::Relaxed),
+                REVIEWED.load(Ordering::Relaxed)
             )
             .into());
         }
@@ -226,10 +257,14 @@ fn print_span(span: &SpanData, all: &[&SpanData], prefix: &str, last: bool) {
         ("partition", "messaging.destination.partition.id"),
         ("offset", "messaging.kafka.offset"),
         ("key", "messaging.kafka.message.key"),
+        ("attempt", "kafka_handler.attempt"),
         ("error.type", "error.type"),
     ] {
-        if let Some(value) = attribute(key) {
-            details.push(format!("{label}={value}"));
+        match attribute(key) {
+            // First attempts are the norm; show only retries.
+            Some(value) if label == "attempt" && value == "1" => {}
+            Some(value) => details.push(format!("{label}={value}")),
+            None => {}
         }
     }
     if let Status::Error { description } = &span.status {

@@ -3,16 +3,34 @@
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Lit, LitStr, Meta, Token};
+use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Meta, Signature, Token, UnOp};
 
-const KEYS: &str = "`topics`, `group`, `record_key`, `crate`";
+use crate::duration::parse_duration;
+
+const KEYS: &str =
+    "`topics`, `group`, `retries`, `backoff`, `dlq`, `timeout`, `record_key`, `crate`";
 
 /// The checked arguments. Every value keeps its span for later errors.
+/// Options left out are `None`: the runtime's defaults apply.
 pub(crate) struct HandlerArgs {
     pub(crate) topics: Vec<LitStr>,
     pub(crate) group: LitStr,
+    pub(crate) retries: Option<u32>,
+    pub(crate) backoff: Option<Backoff>,
+    pub(crate) dlq: Option<LitStr>,
+    /// Nanoseconds, above zero.
+    pub(crate) timeout: Option<u64>,
     pub(crate) record_key: Option<bool>,
     pub(crate) krate: Option<syn::Path>,
+}
+
+/// A checked `backoff`, in nanoseconds.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Backoff {
+    /// `"250ms"`.
+    Constant(u64),
+    /// `"100ms..10s"`: `0 < min <= max`.
+    Exponential { min: u64, max: u64 },
 }
 
 /// The raw `key = value` list, before checking.
@@ -37,11 +55,16 @@ impl Parse for RawArgs {
 }
 
 impl RawArgs {
-    /// Checks every argument, reporting all problems at once.
-    pub(crate) fn check(self) -> Result<HandlerArgs, syn::Error> {
+    /// Checks every argument against the annotated function's signature,
+    /// reporting all problems at once.
+    pub(crate) fn check(self, sig: &Signature) -> Result<HandlerArgs, syn::Error> {
         let mut errors = Errors::default();
         let mut topics: Option<Vec<LitStr>> = None;
         let mut group: Option<LitStr> = None;
+        let mut retries: Option<u32> = None;
+        let mut backoff: Option<Backoff> = None;
+        let mut dlq: Option<LitStr> = None;
+        let mut timeout: Option<u64> = None;
         let mut record_key: Option<bool> = None;
         let mut krate: Option<syn::Path> = None;
         let mut seen: Vec<String> = Vec::new();
@@ -59,7 +82,17 @@ impl RawArgs {
                 ));
                 continue;
             };
-            if !matches!(key.as_str(), "topics" | "group" | "record_key" | "crate") {
+            if !matches!(
+                key.as_str(),
+                "topics"
+                    | "group"
+                    | "retries"
+                    | "backoff"
+                    | "dlq"
+                    | "timeout"
+                    | "record_key"
+                    | "crate"
+            ) {
                 errors.push(syn::Error::new_spanned(
                     path,
                     format!("unknown argument `{key}`; expected one of {KEYS}"),
@@ -81,13 +114,44 @@ impl RawArgs {
                 ));
                 continue;
             };
-            let value = name_value.value;
+            let value = &name_value.value;
             match key.as_str() {
-                "topics" => topics = errors.ok(parse_topics(&value)),
-                "group" => group = errors.ok(parse_group(&value)),
-                "record_key" => record_key = errors.ok(parse_bool(&value, "record_key")),
-                "crate" => krate = errors.ok(parse_crate(&value)),
+                "topics" => topics = parse_topics(value, &mut errors),
+                "group" => group = errors.ok(parse_group(value)),
+                "retries" => retries = errors.ok(parse_retries(value)),
+                "backoff" => backoff = errors.ok(parse_backoff(value)),
+                "dlq" => dlq = errors.ok(parse_dlq(value)),
+                "timeout" => {
+                    timeout = errors.ok(parse_timeout(value));
+                    if sig.asyncness.is_none() {
+                        errors.push(syn::Error::new_spanned(
+                            &name_value,
+                            format!(
+                                "`timeout` needs an `async fn`: a synchronous handler cannot be \
+                                 cancelled while it runs; make `{}` an `async fn`, or drop `timeout`",
+                                sig.ident
+                            ),
+                        ));
+                    }
+                }
+                "record_key" => record_key = errors.ok(parse_bool(value, "record_key")),
+                "crate" => krate = errors.ok(parse_crate(value)),
                 _ => unreachable!("keys are checked above"),
+            }
+        }
+
+        if let (Some(dlq), Some(topics)) = (&dlq, &topics) {
+            if topics.iter().any(|topic| topic.value() == dlq.value()) {
+                errors.push(syn::Error::new(
+                    dlq.span(),
+                    format!(
+                        "`dlq` {:?} is one of this handler's `topics`: a record given up on would \
+                         be dead-lettered into the topic it came from and handled again, forever; \
+                         use a topic of its own, e.g. \"{}.dlq\"",
+                        dlq.value(),
+                        dlq.value()
+                    ),
+                ));
             }
         }
 
@@ -108,6 +172,10 @@ impl RawArgs {
             (Some(topics), Some(group)) => Ok(HandlerArgs {
                 topics,
                 group,
+                retries,
+                backoff,
+                dlq,
+                timeout,
                 record_key,
                 krate,
             }),
@@ -117,20 +185,23 @@ impl RawArgs {
     }
 }
 
-fn parse_topics(value: &Expr) -> syn::Result<Vec<LitStr>> {
+/// The topics that are valid, reporting the others; `None` when the value
+/// is not a list of topics at all.
+fn parse_topics(value: &Expr, errors: &mut Errors) -> Option<Vec<LitStr>> {
     let Expr::Array(array) = value else {
-        return Err(syn::Error::new_spanned(
+        errors.push(syn::Error::new_spanned(
             value,
             "expected an array of topic names, e.g. `topics = [\"orders\"]`",
         ));
+        return None;
     };
     if array.elems.is_empty() {
-        return Err(syn::Error::new_spanned(
+        errors.push(syn::Error::new_spanned(
             array,
             "`topics` must name at least one topic",
         ));
+        return None;
     }
-    let mut errors = Errors::default();
     let mut topics: Vec<LitStr> = Vec::new();
     for elem in &array.elems {
         let Some(lit) = errors.ok(parse_str(elem, "topics", "a topic name string literal")) else {
@@ -151,7 +222,136 @@ fn parse_topics(value: &Expr) -> syn::Result<Vec<LitStr>> {
             topics.push(lit);
         }
     }
-    errors.finish().map(|()| topics)
+    Some(topics)
+}
+
+fn parse_retries(value: &Expr) -> syn::Result<u32> {
+    const NEGATIVE: &str = "`retries` cannot be negative: it counts the attempts after the \
+                            first; write `retries = 0` to never retry";
+    match value {
+        // syn reads `-1` as one literal (spanned on the `-` alone).
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) if lit.base10_digits().starts_with('-') => Err(syn::Error::new(lit.span(), NEGATIVE)),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_), ..
+        }) => Err(syn::Error::new_spanned(value, NEGATIVE)),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => lit.base10_parse::<u32>().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!(
+                    "`retries` is at most {} (`u32::MAX`), not {}",
+                    u32::MAX,
+                    lit.base10_digits()
+                ),
+            )
+        }),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) if lit.value().parse::<u32>().is_ok() => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`retries` expects an integer, not a string: write `retries = {}`",
+                lit.value()
+            ),
+        )),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`retries` expects an integer literal, e.g. `retries = 5`",
+        )),
+    }
+}
+
+fn parse_backoff(value: &Expr) -> syn::Result<Backoff> {
+    let lit = parse_str(
+        value,
+        "backoff",
+        "a string literal: a range, `backoff = \"100ms..10s\"` (doubling from the first \
+         delay up to the second), or one duration, `backoff = \"250ms\"` (constant)",
+    )?;
+    let text = lit.value();
+    let error = |message: String| syn::Error::new(lit.span(), message);
+    let Some((lower, upper)) = text.split_once("..") else {
+        return parse_duration(&text)
+            .map(Backoff::Constant)
+            .map_err(|problem| error(format!("invalid backoff {text:?}: {problem}")));
+    };
+    if let Some(upper) = upper.strip_prefix('=') {
+        return Err(error(format!(
+            "`backoff` ranges are written with `..` (both bounds are included), not `..=`: \
+             write \"{lower}..{upper}\""
+        )));
+    }
+    let mut errors = Errors::default();
+    let min = errors.ok(parse_duration(lower)
+        .map_err(|problem| error(format!("invalid backoff lower bound {lower:?}: {problem}"))));
+    let max = errors.ok(parse_duration(upper)
+        .map_err(|problem| error(format!("invalid backoff upper bound {upper:?}: {problem}"))));
+    errors.finish()?;
+    let (Some(min), Some(max)) = (min, max) else {
+        unreachable!("both bounds parsed, or an error was returned")
+    };
+    if min > max {
+        return Err(error(format!(
+            "backoff {text:?} is inverted: the lower bound must not exceed the upper bound; \
+             write \"{upper}..{lower}\""
+        )));
+    }
+    if min == 0 {
+        let instead = match max {
+            0 => String::new(),
+            100_000_000.. => format!(", or start above zero, e.g. \"100ms..{upper}\""),
+            1_000_000.. => format!(", or start above zero, e.g. \"1ms..{upper}\""),
+            _ => format!(", or start above zero, e.g. \"1ns..{upper}\""),
+        };
+        return Err(error(format!(
+            "backoff {text:?} starts at zero, and doubling zero stays zero, so every retry \
+             would be immediate: write \"0ms\" for immediate retries{instead}"
+        )));
+    }
+    Ok(Backoff::Exponential { min, max })
+}
+
+fn parse_timeout(value: &Expr) -> syn::Result<u64> {
+    let lit = parse_str(
+        value,
+        "timeout",
+        "a duration string literal, e.g. `timeout = \"30s\"`",
+    )?;
+    let text = lit.value();
+    match parse_duration(&text) {
+        Ok(0) => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`timeout` must be above zero: {text:?} would cancel every attempt before it \
+                 starts; give the longest an attempt may take, e.g. \"30s\", or drop `timeout` \
+                 for no limit"
+            ),
+        )),
+        Ok(nanos) => Ok(nanos),
+        Err(problem) => Err(syn::Error::new(
+            lit.span(),
+            format!("invalid timeout {text:?}: {problem}"),
+        )),
+    }
+}
+
+fn parse_dlq(value: &Expr) -> syn::Result<LitStr> {
+    let lit = parse_str(
+        value,
+        "dlq",
+        "a topic name string literal, e.g. `dlq = \"orders.dlq\"`",
+    )?;
+    let name = lit.value();
+    check_topic_name(&name).map_err(|problem| {
+        syn::Error::new(
+            lit.span(),
+            format!("invalid `dlq` topic name {}: {problem}", shorten(&name)),
+        )
+    })?;
+    Ok(lit)
 }
 
 fn parse_crate(value: &Expr) -> syn::Result<syn::Path> {
@@ -261,5 +461,77 @@ impl Errors {
 
     pub(crate) fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff(text: &str) -> Result<Backoff, String> {
+        parse_backoff(&syn::parse_quote!(#text)).map_err(|err| err.to_string())
+    }
+
+    fn retries(value: Expr) -> Result<u32, String> {
+        parse_retries(&value).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn backoff_forms() {
+        assert_eq!(backoff("250ms"), Ok(Backoff::Constant(250_000_000)));
+        assert_eq!(backoff("0ms"), Ok(Backoff::Constant(0)));
+        assert_eq!(
+            backoff("100ms..10s"),
+            Ok(Backoff::Exponential {
+                min: 100_000_000,
+                max: 10_000_000_000
+            })
+        );
+        assert_eq!(
+            backoff("1s..1s"),
+            Ok(Backoff::Exponential {
+                min: 1_000_000_000,
+                max: 1_000_000_000
+            })
+        );
+    }
+
+    #[test]
+    fn backoff_errors() {
+        let err = |text| backoff(text).unwrap_err();
+        assert!(err("10s..100ms").contains("write \"100ms..10s\""));
+        assert!(err("100ms..=10s").contains("not `..=`: write \"100ms..10s\""));
+        assert!(err("0ms..10s").ends_with("e.g. \"100ms..10s\""));
+        assert!(err("0ns..50ms").ends_with("e.g. \"1ms..50ms\""));
+        assert!(err("0ns..500ns").ends_with("e.g. \"1ns..500ns\""));
+        assert!(err("0s..0s").ends_with("write \"0ms\" for immediate retries"));
+        assert!(err("..10s").starts_with("invalid backoff lower bound \"\": it is empty"));
+        assert!(err("100ms .. 10s").starts_with(
+            "invalid backoff lower bound \"100ms \": remove the spaces, write \"100ms\""
+        ));
+        // Both bounds are reported.
+        let both = parse_backoff(&syn::parse_quote!("1x..2y")).unwrap_err();
+        assert_eq!(both.into_iter().count(), 2);
+    }
+
+    #[test]
+    fn retries_values() {
+        assert_eq!(retries(syn::parse_quote!(0)), Ok(0));
+        assert_eq!(retries(syn::parse_quote!(4_294_967_295)), Ok(u32::MAX));
+        assert!(retries(syn::parse_quote!(4294967296))
+            .unwrap_err()
+            .contains("at most 4294967295"));
+        assert!(retries(syn::parse_quote!(-1))
+            .unwrap_err()
+            .contains("cannot be negative"));
+        assert!(retries(syn::parse_quote!(-(1)))
+            .unwrap_err()
+            .contains("cannot be negative"));
+        assert!(retries(syn::parse_quote!("3"))
+            .unwrap_err()
+            .contains("write `retries = 3`"));
+        assert!(retries(syn::parse_quote!(3.0))
+            .unwrap_err()
+            .contains("expects an integer literal"));
     }
 }

@@ -5,7 +5,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Item, ItemFn, Pat};
 
-use crate::args::{Errors, HandlerArgs, RawArgs};
+use crate::args::{Backoff, Errors, HandlerArgs, RawArgs};
 
 /// Expands the attribute. On any error the user's function is still emitted
 /// unchanged beside the errors, so the rest of the crate keeps compiling and
@@ -15,7 +15,7 @@ pub(crate) fn kafka_handler(args: TokenStream, item: TokenStream) -> TokenStream
         Ok(function) => function,
         Err(_) => return token_stream_with_error(item.clone(), not_a_fn(item)),
     };
-    let args = syn::parse2::<RawArgs>(args).and_then(RawArgs::check);
+    let args = syn::parse2::<RawArgs>(args).and_then(|args| args.check(&function.sig));
     let signature = check_signature(&function);
     match (args, signature) {
         (Ok(args), Ok(())) => generate(&args, &function),
@@ -216,15 +216,34 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
             #private::Handler::sync(__KH_NAME, [#(#topics),*], #group, __kh_invoke)
         }
     };
-    let options = args.record_key.map(|record_key| {
-        quote! {
-            let __kh_handler = {
-                let mut options = #private::HandlerOptions::default();
-                options.record_key = #record_key;
-                __kh_handler.with_options(options)
-            };
-        }
-    });
+    // Only what the attribute sets: the runtime owns the defaults.
+    let mut options: Vec<TokenStream> = Vec::new();
+    if let Some(retries) = args.retries {
+        options.push(quote!(.with_retries(#retries)));
+    }
+    if let Some(backoff) = &args.backoff {
+        let duration = |nanos: u64| quote!(#private::Duration::from_nanos(#nanos));
+        let backoff = match *backoff {
+            Backoff::Constant(delay) => {
+                let delay = duration(delay);
+                quote!(#private::Backoff::constant(#delay))
+            }
+            Backoff::Exponential { min, max } => {
+                let (min, max) = (duration(min), duration(max));
+                quote!(#private::Backoff::exponential(#min, #max))
+            }
+        };
+        options.push(quote!(.with_backoff(#backoff)));
+    }
+    if let Some(dlq) = &args.dlq {
+        options.push(quote!(.with_dlq(#dlq)));
+    }
+    if let Some(timeout) = args.timeout {
+        options.push(quote!(.with_timeout(#private::Duration::from_nanos(#timeout))));
+    }
+    if let Some(record_key) = args.record_key {
+        options.push(quote!(.with_record_key(#record_key)));
+    }
     let doc = format!(
         "The `#[kafka_handler]` descriptor of [`{name}`]: collect it with `kafka_handler::handlers![{name}]`."
     );
@@ -240,8 +259,7 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
             fn handler() -> #private::Handler {
                 const __KH_NAME: &str = ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name));
                 let __kh_handler = { #constructor };
-                #options
-                __kh_handler
+                __kh_handler #(#options)*
             }
         }
     }

@@ -2,6 +2,7 @@
 //! crate, which re-exports it and provides the runtime it expands into.
 
 mod args;
+mod duration;
 mod expand;
 
 use proc_macro::TokenStream;
@@ -22,10 +23,48 @@ use proc_macro::TokenStream;
 /// - `topics = ["a", "b"]` (required): the topics to consume; each name is
 ///   checked against Kafka's rule at compile time.
 /// - `group = "name"` (required): the consumer group.
+/// - `retries = 3`: how many times a failed record is attempted again
+///   before it is given up on, `0` to `u32::MAX`. Default `3`. A
+///   permanent error (`HandlerError::permanent`) gives up at once.
+/// - `backoff = "100ms..10s"`: the delay before each retry, doubling from
+///   the first bound (above zero) up to the second (jittered); or one duration,
+///   `backoff = "250ms"`, for the same delay before every retry (`"0ms"`
+///   retries at once). Default `"100ms..10s"`.
+/// - `dlq = "orders.dlq"`: the dead-letter topic. A record given up on is
+///   copied there, keeping its trace, and committed. Checked like `topics`,
+///   and must not be one of them. Default none: a record given up on is
+///   *held* instead: it is not committed, its partition is paused (the
+///   others keep flowing), and it is attempted again every backoff maximum
+///   until it succeeds or the consumer restarts. No record is ever skipped.
+/// - `timeout = "30s"`: how long one attempt may run before it is
+///   cancelled and counted as a transient failure (then retried like any
+///   other). `async fn` only: a synchronous function cannot be cancelled.
+///   Default none: no limit.
 /// - `record_key = false`: don't record the record key on the span (keys
 ///   can carry personal data). Default `true`.
 /// - `crate = "path"`: where the `kafka_handler` crate is, when it is
 ///   renamed or re-exported.
+///
+/// Durations are a whole number followed by a unit, one of `ns`, `us`,
+/// `ms`, `s`, `m` (minutes) or `h`, without spaces: `"250ms"`, `"30s"`,
+/// `"2m"`. There are no fractions: write `"1500ms"`, not `"1.5s"`.
+///
+/// ```ignore
+/// #[kafka_handler(
+///     topics = ["orders"],
+///     group = "billing",
+///     retries = 5,
+///     backoff = "200ms..30s",
+///     dlq = "orders.dlq",
+///     timeout = "10s",
+/// )]
+/// async fn bill(order: Json<Order>) -> Result<(), BillingError> {
+///     // ...
+/// }
+/// ```
+///
+/// Every argument is checked at compile time, and all problems are
+/// reported in one build, each on the value at fault.
 ///
 /// The function stays as written, callable from tests. Its arguments are
 /// extracted from the record by type (`FromRecord`), and it returns `()` or

@@ -21,9 +21,9 @@ use crate::record::{Record, RecordHeaders, RecordMeta};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be extracted from a Kafka record",
     label = "not a kafka-handler argument",
-    note = "handler arguments are extracted by type: `&[u8]`, `Option<&[u8]>`, `&str`, `String`, \
-            `Json<T>`, `Key<'_>`, `RecordHeaders<'_>`, `&RecordMeta`, `&Record<'_>`, \
-            or a type that implements `kafka_handler::FromRecord`"
+    note = "handler arguments are extracted by type: `&[u8]`, `&str`, `String`, `Json<T>` \
+            (or an `Option` of one, to accept tombstones), `Key<'_>`, `RecordHeaders<'_>`, \
+            `&RecordMeta`, `&Record<'_>`, or a type that implements `kafka_handler::FromRecord`"
 )]
 pub trait FromRecord<'r>: Sized {
     /// Builds the argument from the record.

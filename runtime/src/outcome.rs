@@ -156,10 +156,11 @@ impl std::error::Error for HandlerError {}
 /// The result of handling one record.
 pub type Outcome = Result<(), HandlerError>;
 
-/// A handler's return type: `()` or `Result<(), E>` with `E: Display`
-/// (every `std::error::Error` is).
+/// A handler's return type: `()` or `Result<(), E>` with `E: Display +
+/// 'static` (every owned error type is). A [`HandlerError`] keeps its
+/// classification (permanent or transient); any other error is transient.
 #[diagnostic::on_unimplemented(
-    message = "a kafka handler must return `()` or `Result<(), E>` where `E: Display`, not `{Self}`",
+    message = "a kafka handler must return `()` or `Result<(), E>` where `E: Display + 'static`, not `{Self}`",
     label = "unsupported handler return type"
 )]
 pub trait IntoOutcome {

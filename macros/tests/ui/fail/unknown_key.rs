@@ -1,7 +1,7 @@
 //! An argument the attribute does not know is rejected on its name.
 use kafka_handler::kafka_handler;
 
-#[kafka_handler(topics = ["orders"], group = "billing", retries = 3)]
+#[kafka_handler(topics = ["orders"], group = "billing", retry = 3)]
 fn handle(_payload: &[u8]) {}
 
 fn main() {}

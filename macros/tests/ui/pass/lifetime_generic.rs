@@ -2,7 +2,7 @@
 use kafka_handler::{handlers, kafka_handler, Key};
 
 #[kafka_handler(topics = ["orders"], group = "billing")]
-fn sync<'a>(payload: &'a [u8], key: Key<'a>) -> Result<(), &'a str> {
+fn sync<'a>(payload: &'a [u8], key: Key<'a>) -> Result<(), &'static str> {
     let _ = (payload, key);
     Ok(())
 }
