@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -427,6 +428,7 @@ impl ConnectedGroup {
             group: self.group.clone(),
             tracker: tracker.clone(),
             revoked: Mutex::default(),
+            any_revoked: AtomicBool::new(false),
         };
         let consumer: StreamConsumer<GroupContext> =
             self.config.create_with_context(context).map_err(|err| {
@@ -652,6 +654,9 @@ impl RunningGroup<'_> {
     ) {
         // Aborted: its partition was revoked, and already forgotten.
         let Ok(resolved) = resolved else { return };
+        // A revoke may have run in the same poll that completed this lane:
+        // never mark an offset of a partition this member no longer owns.
+        self.drop_revoked(held);
         let Some(index) = held.position(&resolved.topic, resolved.partition) else {
             return;
         };
@@ -671,10 +676,12 @@ impl RunningGroup<'_> {
 
     /// Aborts the lanes of partitions revoked since the last poll.
     fn drop_revoked(&self, held: &mut Held) {
-        let revoked = std::mem::take(&mut *lock(&self.consumer.context().revoked));
-        if revoked.is_empty() {
+        let context = self.consumer.context();
+        // One atomic load per message; the lock only after a revoke.
+        if !context.any_revoked.swap(false, Ordering::AcqRel) {
             return;
         }
+        let revoked = std::mem::take(&mut *lock(&context.revoked));
         held.partitions.retain(|partition| {
             let lost = revoked
                 .iter()
@@ -787,6 +794,7 @@ struct GroupContext {
     group: String,
     tracker: Arc<Mutex<OffsetTracker>>,
     revoked: Mutex<Vec<(String, i32)>>,
+    any_revoked: AtomicBool,
 }
 
 impl ClientContext for GroupContext {
@@ -844,6 +852,7 @@ impl ConsumerContext for GroupContext {
                 .iter()
                 .map(|elem| (elem.topic().to_owned(), elem.partition())),
         );
+        self.any_revoked.store(true, Ordering::Release);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
