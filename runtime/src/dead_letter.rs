@@ -12,6 +12,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::Delivery;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -243,8 +244,11 @@ impl DeadLetters {
                 .with_attributes(attributes),
             given_up.parent,
         );
-        let cx = given_up.parent.with_span(span);
-        let headers = copy_headers(given_up, &self.group, &cx);
+        let span = SendSpan {
+            cx: given_up.parent.with_span(span),
+            answered: false,
+        };
+        let headers = copy_headers(given_up, &self.group, &span.cx);
 
         let mut copy = FutureRecord::<[u8], [u8]>::to(given_up.dlq).headers(headers);
         if let Some(key) = record.key() {
@@ -257,33 +261,63 @@ impl DeadLetters {
             copy = copy.timestamp(timestamp);
         }
         let result = self.producer.send(copy, Duration::from_secs(5)).await;
-        let span = cx.span();
+        span.answered(result.as_ref().map_err(|(err, _)| err));
+        result.map(drop).map_err(|(err, _)| err)
+    }
+}
+
+/// The `send {dlq}` span: ended when the broker answers, or, if the send is
+/// dropped first (its partition revoked, shutdown), ended as cancelled, so
+/// a copy librdkafka may still deliver is never shown as acknowledged.
+struct SendSpan {
+    cx: Context,
+    answered: bool,
+}
+
+impl SendSpan {
+    fn answered(mut self, result: Result<&Delivery, &KafkaError>) {
+        let span = self.cx.span();
         match result {
-            Ok(delivery) => {
-                span.set_attributes([
-                    KeyValue::new(
-                        semconv::MESSAGING_DESTINATION_PARTITION_ID,
-                        delivery.partition.to_string(),
-                    ),
-                    KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, delivery.offset),
-                ]);
-                span.end();
-                Ok(())
-            }
-            Err((err, _)) => {
-                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type(&err)));
-                span.add_event(
-                    "exception",
-                    vec![
-                        KeyValue::new(semconv::EXCEPTION_TYPE, "rdkafka::error::KafkaError"),
-                        KeyValue::new(semconv::EXCEPTION_MESSAGE, err.to_string()),
-                    ],
-                );
-                span.set_status(Status::error(err.to_string()));
-                span.end();
-                Err(err)
-            }
+            Ok(delivery) => span.set_attributes([
+                KeyValue::new(
+                    semconv::MESSAGING_DESTINATION_PARTITION_ID,
+                    delivery.partition.to_string(),
+                ),
+                KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, delivery.offset),
+            ]),
+            Err(err) => self.failed(
+                &error_type(err),
+                "rdkafka::error::KafkaError",
+                &err.to_string(),
+            ),
         }
+        self.answered = true;
+    }
+
+    fn failed(&self, error_type: &str, exception_type: &'static str, message: &str) {
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new(semconv::EXCEPTION_TYPE, exception_type),
+                KeyValue::new(semconv::EXCEPTION_MESSAGE, message.to_owned()),
+            ],
+        );
+        span.set_status(Status::error(message.to_owned()));
+    }
+}
+
+impl Drop for SendSpan {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.failed(
+                "cancelled",
+                "cancelled",
+                "the send was cancelled before the broker answered; the copy may still arrive",
+            );
+        }
+        self.cx.span().end();
     }
 }
 

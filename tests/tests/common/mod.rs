@@ -6,6 +6,7 @@
 pub mod scenarios;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use kafka_handler::testing::{unique_topic, EmbeddedBroker, TestRecord};
 use kafka_handler::{Consumer, ConsumerBuilder, Handler, Shutdown};
 use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{global, Context, KeyValue, Value};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -34,6 +37,9 @@ pub struct Telemetry {
     pub mode: Mode,
     pub exporter: InMemorySpanExporter,
     pub provider: SdkTracerProvider,
+    /// The global meter provider's exporter (cumulative sums).
+    pub metrics: InMemoryMetricExporter,
+    pub meter_provider: SdkMeterProvider,
 }
 
 static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
@@ -48,6 +54,13 @@ pub fn telemetry(mode: Mode) -> &'static Telemetry {
             .build();
         global::set_tracer_provider(provider.clone());
         global::set_text_map_propagator(TraceContextPropagator::new());
+        // Installed before any consumer starts: the runtime creates its
+        // instruments from the global meter provider in `Consumer::run`.
+        let metrics = InMemoryMetricExporter::default();
+        let meter_provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(metrics.clone()).build())
+            .build();
+        global::set_meter_provider(meter_provider.clone());
         if mode == Mode::TracingLayer {
             use tracing_subscriber::layer::SubscriberExt as _;
             let subscriber = tracing_subscriber::registry()
@@ -59,6 +72,8 @@ pub fn telemetry(mode: Mode) -> &'static Telemetry {
             mode,
             exporter,
             provider,
+            metrics,
+            meter_provider,
         }
     });
     assert_eq!(telemetry.mode, mode, "one telemetry mode per test binary");
@@ -74,6 +89,44 @@ impl Telemetry {
             .into_iter()
             .filter(|span| span.name == name)
             .collect()
+    }
+
+    /// The current total of the `u64` counter `name` over the data points
+    /// that carry every attribute of `filter` (0 when there are none).
+    /// Filter by a test's own topic, so tests sharing the binary do not see
+    /// each other's counts.
+    pub fn counter(&self, name: &str, filter: &[(&str, &str)]) -> u64 {
+        self.meter_provider
+            .force_flush()
+            .expect("flushing the meter provider");
+        let exports = self
+            .metrics
+            .get_finished_metrics()
+            .expect("in-memory metric exporter");
+        // Sums are cumulative: the newest export that has the counter holds
+        // its total.
+        for export in exports.iter().rev() {
+            let found = export
+                .scope_metrics()
+                .flat_map(|scope| scope.metrics())
+                .find(|metric| metric.name() == name);
+            let Some(metric) = found else { continue };
+            let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() else {
+                panic!("{name} is not a u64 counter: {:?}", metric.data());
+            };
+            return sum
+                .data_points()
+                .filter(|point| {
+                    filter.iter().all(|(key, value)| {
+                        point
+                            .attributes()
+                            .any(|kv| kv.key.as_str() == *key && kv.value.as_str() == *value)
+                    })
+                })
+                .map(|point| point.value())
+                .sum();
+        }
+        0
     }
 }
 
@@ -170,6 +223,23 @@ pub async fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut()
             "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`wait_until`] for a condition that has to be awaited (reading
+/// committed offsets, a topic's records): polls every 50 ms.
+pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -385,4 +455,25 @@ pub fn header_values(message: &OwnedMessage, key: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Asserts that no header key repeats on `message`.
+pub fn assert_unique_headers(message: &OwnedMessage) {
+    let mut keys: Vec<String> = message
+        .headers()
+        .map(|headers| headers.iter().map(|h| h.key.to_owned()).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    let count = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), count, "a header repeats: {keys:?}");
+}
+
+/// The `traceparent` a W3C propagator writes for a sampled span.
+pub fn traceparent_of(span: &SpanData) -> String {
+    format!(
+        "00-{}-{}-01",
+        span.span_context.trace_id(),
+        span.span_context.span_id()
+    )
 }
