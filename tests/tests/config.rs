@@ -1,6 +1,8 @@
 //! Bad configuration fails `build()` with a message that names the fix.
 
-use kafka_handler::{handlers, kafka_handler, Consumer, Error};
+use std::time::Duration;
+
+use kafka_handler::{handlers, kafka_handler, Backoff, Consumer, Error, Handler, Record};
 
 #[kafka_handler(topics = ["orders"], group = "billing")]
 fn bill(_payload: &[u8]) {}
@@ -82,4 +84,119 @@ fn descriptors_carry_the_attribute() {
     assert!(!handler.is_async());
     // The function itself is still callable as written.
     refund(b"{}");
+}
+
+/// A builder with one handler, `handler`, on a broker that is never reached.
+fn with_handler(handler: Handler) -> kafka_handler::ConsumerBuilder {
+    Consumer::builder().brokers("127.0.0.1:1").handler(handler)
+}
+
+fn sync_handler() -> Handler {
+    Handler::sync(
+        "tests::sync_orders",
+        ["orders"],
+        "billing",
+        |_: &Record<'_>| Ok(()),
+    )
+}
+
+fn async_handler() -> Handler {
+    Handler::asynchronous("tests::async_orders", ["orders"], "billing", |_| {
+        Box::pin(async { Ok(()) })
+    })
+}
+
+#[test]
+fn valid_retry_dead_letter_and_timeout_options_build() {
+    // The control for the rejections below: each of them differs from one
+    // of these in the one setting at fault.
+    with_handler(
+        sync_handler()
+            .with_retries(1)
+            .with_backoff(Backoff::exponential(
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+            ))
+            .with_dlq("orders.dlq_v-1"),
+    )
+    .dead_letter_set("linger.ms", "5")
+    .build()
+    .expect("a valid backoff and dead-letter topic");
+    with_handler(async_handler().with_timeout(Duration::from_millis(1)))
+        .build()
+        .expect("an async handler may have a timeout");
+}
+
+#[test]
+fn an_inverted_backoff_is_rejected() {
+    let message = build_error(with_handler(sync_handler().with_backoff(
+        Backoff::exponential(Duration::from_secs(2), Duration::from_secs(1)),
+    )));
+    assert!(message.contains("tests::sync_orders"), "{message}");
+    assert!(message.contains("inverted"), "{message}");
+    assert!(message.contains("2s..1s"), "{message}");
+}
+
+#[test]
+fn an_invalid_dead_letter_topic_name_is_rejected() {
+    for (dlq, problem) in [
+        ("orders dlq", "' '"),
+        ("orders/dlq", "'/'"),
+        ("", "1 to 249 characters"),
+        ("..", "`..`"),
+    ] {
+        let message = build_error(with_handler(sync_handler().with_dlq(dlq)));
+        assert!(message.contains("tests::sync_orders"), "{message}");
+        assert!(
+            message.contains(&format!("invalid dead-letter topic {dlq:?}")),
+            "{message}"
+        );
+        assert!(message.contains(problem), "{dlq:?}: {message}");
+    }
+    let long = "d".repeat(250);
+    let message = build_error(with_handler(sync_handler().with_dlq(&long)));
+    assert!(message.contains("1 to 249 characters"), "{message}");
+}
+
+#[test]
+fn a_dead_letter_topic_cannot_be_one_of_the_handlers_topics() {
+    let handler = Handler::sync(
+        "tests::loops",
+        ["orders", "refunds"],
+        "billing",
+        |_: &Record<'_>| Ok(()),
+    )
+    .with_dlq("refunds");
+    let message = build_error(with_handler(handler));
+    assert!(
+        message.contains("`tests::loops` consumes its own dead-letter topic `refunds`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_sync_handler_cannot_have_a_timeout() {
+    let message = build_error(with_handler(
+        sync_handler().with_timeout(Duration::from_secs(1)),
+    ));
+    assert!(message.contains("tests::sync_orders"), "{message}");
+    assert!(message.contains("synchronous"), "{message}");
+    assert!(message.contains("timeout"), "{message}");
+}
+
+#[test]
+fn a_zero_timeout_is_rejected() {
+    let message = build_error(with_handler(async_handler().with_timeout(Duration::ZERO)));
+    assert!(message.contains("tests::async_orders"), "{message}");
+    assert!(message.contains("timeout of zero"), "{message}");
+}
+
+#[test]
+fn an_unknown_dead_letter_producer_property_is_rejected_with_its_name() {
+    let message = build_error(
+        with_handler(sync_handler().with_dlq("orders.dlq"))
+            .dead_letter_set("no.such.producer.property", "1"),
+    );
+    assert!(message.contains("no.such.producer.property"), "{message}");
+    assert!(message.contains("dead-letter producer"), "{message}");
 }
