@@ -197,6 +197,12 @@ impl ConsumerBuilder {
             commit_interval: self.commit_interval,
             shutdown_timeout: self.shutdown_timeout,
         };
+        if !self.dead_letter_properties.is_empty() {
+            // Checked even when no handler has a `dlq` yet: a typo should
+            // not wait for the first dead letter to surface.
+            DeadLetterConfig::new("".into(), Vec::new(), &self.dead_letter_properties)
+                .validate()?;
+        }
         let mut runs = Vec::with_capacity(groups.len());
         for group in groups {
             runs.push(group.configure(

@@ -162,13 +162,15 @@ impl DeadLetterConfig {
     }
 
     fn error(&self, err: KafkaError) -> Error {
-        Error::kafka(
+        let context = if self.group.is_empty() {
+            "configuring the dead-letter producer".to_owned()
+        } else {
             format!(
                 "configuring the dead-letter producer of group `{}`",
                 self.group
-            ),
-            err,
-        )
+            )
+        };
+        Error::kafka(context, err)
     }
 }
 

@@ -200,3 +200,11 @@ fn an_unknown_dead_letter_producer_property_is_rejected_with_its_name() {
     assert!(message.contains("no.such.producer.property"), "{message}");
     assert!(message.contains("dead-letter producer"), "{message}");
 }
+
+#[test]
+fn dead_letter_producer_properties_are_checked_even_without_a_dlq() {
+    let message =
+        build_error(with_handler(sync_handler()).dead_letter_set("no.such.producer.property", "1"));
+    assert!(message.contains("no.such.producer.property"), "{message}");
+    assert!(message.contains("dead-letter producer"), "{message}");
+}
