@@ -52,10 +52,11 @@
 
 mod common;
 
-use common::{env_u64, median, Discard};
+use common::produce::TracedProducer;
+use common::{consumer_properties, env_u64, median, round_order, run_consumer, Telemetry};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -65,16 +66,9 @@ use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::noop::NoopTracerProvider;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _};
 use opentelemetry::{global, Context, KeyValue};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use opentelemetry_semantic_conventions::attribute as semconv;
-use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{
-    BorrowedHeaders, BorrowedMessage, DeliveryResult, Header, Headers as _, Message as _,
-};
-use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers as _, Message as _};
 use rdkafka::ClientConfig;
 
 const TOPIC: &str = "bench-e2e";
@@ -124,114 +118,28 @@ fn lock_run() -> std::sync::MutexGuard<'static, RunState> {
 }
 
 // ---------------------------------------------------------------------------
-// Telemetry.
-
-/// The installed telemetry of one run: `None` when tracing is off.
-struct Telemetry {
-    provider: SdkTracerProvider,
-    exported: Arc<AtomicU64>,
-}
-
-/// Installs the global tracer provider for one run.
-fn install_telemetry(sampled: bool) -> Option<Telemetry> {
-    if !sampled {
-        global::set_tracer_provider(NoopTracerProvider::new());
-        return None;
-    }
-    let exported = Arc::new(AtomicU64::new(0));
-    let processor = BatchSpanProcessor::builder(Discard(exported.clone())).build();
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .build();
-    global::set_tracer_provider(provider.clone());
-    Some(Telemetry { provider, exported })
-}
-
-/// Flushes and shuts down a run's provider; the number of spans exported.
-fn finish_telemetry(telemetry: Option<Telemetry>) -> Option<u64> {
-    global::set_tracer_provider(NoopTracerProvider::new());
-    let telemetry = telemetry?;
-    if let Err(err) = telemetry.provider.force_flush() {
-        eprintln!("flushing spans failed: {err}");
-    }
-    if let Err(err) = telemetry.provider.shutdown() {
-        eprintln!("shutting the provider down failed: {err}");
-    }
-    Some(telemetry.exported.load(Ordering::Relaxed))
-}
-
-// ---------------------------------------------------------------------------
 // Producing.
-
-/// Counts failed deliveries.
-#[derive(Default)]
-struct DeliveryCounter {
-    failed: AtomicU64,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if result.is_err() {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Produces `records` traced records to [`TOPIC`]; returns how many the
 /// broker holds (the sum of high minus low watermarks).
 fn produce(broker: &EmbeddedBroker, records: u64) -> u64 {
-    let producer: ThreadedProducer<DeliveryCounter> = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("message.timeout.ms", "60000")
-        .create_with_context(DeliveryCounter::default())
-        .expect("creating the producer");
+    let producer = TracedProducer::new(
+        broker,
+        &[("linger.ms", "5"), ("batch.num.messages", "10000")],
+    );
     let start = Instant::now();
     let mut payload = [b'x'; PAYLOAD_BYTES];
     for i in 0..records {
         payload[..8].copy_from_slice(&i.to_be_bytes());
-        let traceparent = format!(
-            "00-{:016x}{:016x}-{:016x}-01",
-            0x4bf9_2f35_77b3_4da6_u64,
-            i + 1,
-            (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
-        );
-        let headers = rdkafka::message::OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: "traceparent",
-            value: Some(traceparent.as_str()),
-        });
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(TOPIC)
-            .partition((i % PARTITIONS as u64) as i32)
-            .payload(&payload[..])
-            .headers(headers);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((err, _)) => panic!("producing record {i}: {err}"),
-            }
+        let partition = (i % PARTITIONS as u64) as i32;
+        if let Err(err) = producer.send(TOPIC, partition, &payload, i + 1) {
+            panic!("producing record {i}: {err}");
         }
     }
-    producer
-        .flush(Duration::from_secs(120))
-        .expect("flushing the producer");
-    let failed = producer.context().failed.load(Ordering::Relaxed);
+    let failed = producer.flush();
     let mut held = 0;
     for partition in 0..PARTITIONS {
-        let (low, high) = producer
-            .client()
-            .fetch_watermarks(TOPIC, partition, Duration::from_secs(10))
-            .expect("fetching watermarks");
+        let (low, high) = producer.watermarks(TOPIC, partition);
         held += (high - low) as u64;
     }
     eprintln!(
@@ -269,30 +177,6 @@ fn consumer_config(broker: &EmbeddedBroker, group: &str) -> ClientConfig {
         config.set(key, value);
     }
     config
-}
-
-/// The properties every consumer of the bench gets: the broker's fast group
-/// timings and the fetch queue backoff.
-fn consumer_properties(broker: &EmbeddedBroker) -> Vec<(String, String)> {
-    let mut properties = broker.consumer_properties();
-    if let Some(backoff) = fetch_queue_backoff_ms() {
-        properties.push(("fetch.queue.backoff.ms".to_owned(), backoff.to_string()));
-    }
-    properties
-}
-
-/// `fetch.queue.backoff.ms` for every consumer: `BENCH_FETCH_QUEUE_BACKOFF_MS`,
-/// default 10; `default` keeps librdkafka's (1000).
-fn fetch_queue_backoff_ms() -> Option<u64> {
-    match std::env::var("BENCH_FETCH_QUEUE_BACKOFF_MS") {
-        Ok(value) if value == "default" => None,
-        Ok(value) => Some(
-            value
-                .parse()
-                .expect("BENCH_FETCH_QUEUE_BACKOFF_MS: a number or `default`"),
-        ),
-        Err(_) => Some(10),
-    }
 }
 
 /// The floor: a `BaseConsumer` poll loop reading payload and headers.
@@ -488,17 +372,7 @@ fn run_kafka_handler(
         builder = builder.tracer_provider(telemetry.provider.clone());
     }
     let consumer = builder.build().expect("a valid consumer configuration");
-    runtime.block_on(async {
-        let watchdog = {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(RUN_LIMIT).await;
-                shutdown.trigger();
-            })
-        };
-        consumer.run(shutdown).await.expect("the consumer runs");
-        watchdog.abort();
-    });
+    run_consumer(runtime, consumer, shutdown, RUN_LIMIT);
     let mut run = lock_run();
     let read = HANDLED.load(Ordering::Relaxed);
     let elapsed = match (run.first, run.last) {
@@ -575,7 +449,14 @@ impl Kind {
         group: &str,
         expected: u64,
     ) -> RunResult {
-        let telemetry = install_telemetry(self.sampled());
+        // Tracing off: the global no-op provider, as `Telemetry::finish`
+        // leaves it.
+        let telemetry = if self.sampled() {
+            Some(Telemetry::install())
+        } else {
+            global::set_tracer_provider(NoopTracerProvider::new());
+            None
+        };
         let mut result = match self {
             Kind::Raw => run_raw(broker, group, expected),
             Kind::RawStream => run_raw_stream(runtime, broker, group, expected),
@@ -584,7 +465,7 @@ impl Kind {
                 run_kafka_handler(runtime, broker, group, expected, telemetry.as_ref())
             }
         };
-        result.spans_exported = finish_telemetry(telemetry);
+        result.spans_exported = telemetry.map(Telemetry::finish);
         result
     }
 }
@@ -592,13 +473,7 @@ impl Kind {
 fn main() {
     let records = env_u64("BENCH_RECORDS", 200_000);
     let repeats = env_u64("BENCH_REPEATS", 5).max(1) as usize;
-    global::set_text_map_propagator(TraceContextPropagator::new());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-
-    let broker = EmbeddedBroker::mock().expect("starting the mock broker");
+    let (runtime, broker) = common::start();
     runtime
         .block_on(broker.create_topic(TOPIC, PARTITIONS))
         .expect("creating the topic");
@@ -607,16 +482,7 @@ fn main() {
     let mut results: Vec<Vec<RunResult>> = vec![Vec::new(); KINDS.len()];
     let mut group_seq = 0;
     for repeat in 0..repeats {
-        // Rotate the order, and reverse it every other repeat, so that no
-        // configuration always runs first or right after the same neighbour.
-        let offset = repeat % KINDS.len();
-        for i in 0..KINDS.len() {
-            let position = if repeat % 2 == 0 {
-                i
-            } else {
-                KINDS.len() - 1 - i
-            };
-            let index = (position + offset) % KINDS.len();
+        for index in round_order(repeat, KINDS.len()) {
             let kind = KINDS[index];
             group_seq += 1;
             let group = format!("bench-{}-{group_seq}", kind.slug());

@@ -64,7 +64,8 @@
 
 mod common;
 
-use common::{env_u64, median, Discard};
+use common::produce::TracedProducer;
+use common::{consumer_properties, env_u64, median, round_order, run_consumer, Telemetry};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,15 +73,6 @@ use std::time::{Duration, Instant};
 
 use kafka_handler::testing::EmbeddedBroker;
 use kafka_handler::{Backoff, Consumer, Handler, HandlerError, Record, Shutdown};
-use opentelemetry::global;
-use opentelemetry::trace::noop::NoopTracerProvider;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
-use rdkafka::client::ClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
-use rdkafka::ClientConfig;
 
 const PARTITIONS: i32 = 4;
 /// The partition whose first record fails in the `poison` scenario.
@@ -203,57 +195,7 @@ impl Tally {
 }
 
 // ---------------------------------------------------------------------------
-// Telemetry.
-
-/// A run's tracer provider and its exporter's span count.
-struct Telemetry {
-    provider: SdkTracerProvider,
-    exported: Arc<AtomicU64>,
-}
-
-/// Installs a fresh sampled SDK provider as the global one.
-fn install_telemetry() -> Telemetry {
-    let exported = Arc::new(AtomicU64::new(0));
-    let processor = BatchSpanProcessor::builder(Discard(exported.clone())).build();
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .build();
-    global::set_tracer_provider(provider.clone());
-    Telemetry { provider, exported }
-}
-
-/// Flushes and shuts down the provider; the number of spans exported.
-fn finish_telemetry(telemetry: Telemetry) -> u64 {
-    global::set_tracer_provider(NoopTracerProvider::new());
-    if let Err(err) = telemetry.provider.force_flush() {
-        eprintln!("flushing spans failed: {err}");
-    }
-    if let Err(err) = telemetry.provider.shutdown() {
-        eprintln!("shutting the provider down failed: {err}");
-    }
-    telemetry.exported.load(Ordering::Relaxed)
-}
-
-// ---------------------------------------------------------------------------
 // Producing.
-
-/// Counts failed deliveries.
-#[derive(Default)]
-struct DeliveryCounter {
-    failed: AtomicU64,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if result.is_err() {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// What the broker holds of a topic: each partition's low and high
 /// watermarks.
@@ -292,19 +234,18 @@ fn produce(
     runtime
         .block_on(broker.create_topic(topic, PARTITIONS))
         .expect("creating the topic");
-    let producer: ThreadedProducer<DeliveryCounter> = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        // Full batches of `BATCH_RECORDS` whatever the production rate, so
-        // that every scenario's partitions hold the same message sets
-        // (`flush` sends the last, partial batch at once).
-        .set("linger.ms", "1000")
-        .set("batch.num.messages", BATCH_RECORDS.to_string())
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("message.timeout.ms", "60000")
-        .set("compression.type", compression)
-        .create_with_context(DeliveryCounter::default())
-        .expect("creating the producer");
+    // Full batches of `BATCH_RECORDS` whatever the production rate, so that
+    // every scenario's partitions hold the same message sets (`flush` sends
+    // the last, partial batch at once).
+    let batch_records = BATCH_RECORDS.to_string();
+    let producer = TracedProducer::new(
+        broker,
+        &[
+            ("linger.ms", "1000"),
+            ("batch.num.messages", &batch_records),
+            ("compression.type", compression),
+        ],
+    );
     let partitions: Vec<i32> = (0..PARTITIONS)
         .filter(|&p| partition_0 || p != POISONED)
         .collect();
@@ -314,46 +255,17 @@ fn produce(
         for &partition in &partitions {
             i += 1;
             payload[..8].copy_from_slice(&i.to_be_bytes());
-            let traceparent = format!(
-                "00-{:016x}{:016x}-{:016x}-01",
-                0x4bf9_2f35_77b3_4da6_u64,
-                i,
-                i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
-            );
-            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-                key: "traceparent",
-                value: Some(traceparent.as_str()),
-            });
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
-                .partition(partition)
-                .payload(&payload[..])
-                .headers(headers);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((err, _)) => panic!("producing record {i}: {err}"),
-                }
+            if let Err(err) = producer.send(topic, partition, &payload, i) {
+                panic!("producing record {i}: {err}");
             }
         }
     }
-    producer
-        .flush(Duration::from_secs(120))
-        .expect("flushing the producer");
-    let failed = producer.context().failed.load(Ordering::Relaxed);
+    let failed = producer.flush();
     if failed > 0 {
         eprintln!("{failed} of {i} deliveries to {topic} failed");
     }
     let watermarks = (0..PARTITIONS)
-        .map(|partition| {
-            producer
-                .client()
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .expect("fetching watermarks")
-        })
+        .map(|partition| producer.watermarks(topic, partition))
         .collect();
     Held { watermarks }
 }
@@ -398,22 +310,6 @@ impl RunResult {
     }
 }
 
-/// The properties every consumer of the bench gets.
-fn consumer_properties(broker: &EmbeddedBroker) -> Vec<(String, String)> {
-    let mut properties = broker.consumer_properties();
-    match std::env::var("BENCH_FETCH_QUEUE_BACKOFF_MS") {
-        Ok(value) if value == "default" => {}
-        Ok(value) => {
-            let ms: u64 = value
-                .parse()
-                .expect("BENCH_FETCH_QUEUE_BACKOFF_MS: a number or `default`");
-            properties.push(("fetch.queue.backoff.ms".to_owned(), ms.to_string()));
-        }
-        Err(_) => properties.push(("fetch.queue.backoff.ms".to_owned(), "10".to_owned())),
-    }
-    properties
-}
-
 fn run(
     runtime: &tokio::runtime::Runtime,
     broker: &EmbeddedBroker,
@@ -451,7 +347,7 @@ fn run(
 
     // Installed before `build`: the consumer's processors take the global
     // tracer as it is then.
-    let telemetry = install_telemetry();
+    let telemetry = Telemetry::install();
     let handler = {
         let tally = tally.clone();
         Handler::sync(
@@ -471,18 +367,8 @@ fn run(
         builder = builder.set(key, value);
     }
     let consumer = builder.build().expect("a valid consumer configuration");
-    runtime.block_on(async {
-        let watchdog = {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(RUN_LIMIT).await;
-                shutdown.trigger();
-            })
-        };
-        consumer.run(shutdown).await.expect("the consumer runs");
-        watchdog.abort();
-    });
-    let spans_exported = finish_telemetry(telemetry);
+    run_consumer(runtime, consumer, shutdown, RUN_LIMIT);
+    let spans_exported = telemetry.finish();
 
     let times = tally.times();
     let end = times.last.unwrap_or_else(|| tally.snapshot());
@@ -521,26 +407,12 @@ fn main() {
         backoff,
         compression,
     };
-    global::set_text_map_propagator(TraceContextPropagator::new());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let broker = EmbeddedBroker::mock().expect("starting the mock broker");
+    let (runtime, broker) = common::start();
 
     let mut results: Vec<Vec<RunResult>> = vec![Vec::new(); SCENARIOS.len()];
     let mut seq = 0;
     for round in 0..rounds {
-        // Rotate the order, and reverse it every other round, so that no
-        // scenario always runs first or right after the same neighbour.
-        let offset = round % SCENARIOS.len();
-        for i in 0..SCENARIOS.len() {
-            let position = if round % 2 == 0 {
-                i
-            } else {
-                SCENARIOS.len() - 1 - i
-            };
-            let index = (position + offset) % SCENARIOS.len();
+        for index in round_order(round, SCENARIOS.len()) {
             let scenario = SCENARIOS[index];
             seq += 1;
             let result = run(&runtime, &broker, scenario, seq, &options);

@@ -1,10 +1,32 @@
-//! What both benchmarks share.
+//! What the benchmarks share.
+
+#[allow(dead_code)] // per_record does not produce.
+pub(crate) mod produce;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use kafka_handler::testing::EmbeddedBroker;
+use kafka_handler::{Consumer, Shutdown};
+use opentelemetry::global;
+use opentelemetry::trace::noop::NoopTracerProvider;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+
+/// Sets `TraceContextPropagator` as the global propagator, and starts a
+/// multi-threaded tokio runtime and the embedded (mock) broker.
+#[allow(dead_code)] // per_record has no broker.
+pub(crate) fn start() -> (tokio::runtime::Runtime, EmbeddedBroker) {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let broker = EmbeddedBroker::mock().expect("starting the mock broker");
+    (runtime, broker)
+}
 
 /// A span exporter that counts the spans it is handed and drops them.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +36,42 @@ impl SpanExporter for Discard {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// A run's sampled tracer provider and its exporter's span count.
+#[allow(dead_code)] // per_record builds its own provider.
+pub(crate) struct Telemetry {
+    pub(crate) provider: SdkTracerProvider,
+    exported: Arc<AtomicU64>,
+}
+
+#[allow(dead_code)] // per_record builds its own provider.
+impl Telemetry {
+    /// Installs a fresh SDK provider as the global one: the default
+    /// `ParentBased(AlwaysOn)` sampler, the batch span processor with its
+    /// default configuration, and a [`Discard`] exporter.
+    pub(crate) fn install() -> Self {
+        let exported = Arc::new(AtomicU64::new(0));
+        let processor = BatchSpanProcessor::builder(Discard(exported.clone())).build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build();
+        global::set_tracer_provider(provider.clone());
+        Telemetry { provider, exported }
+    }
+
+    /// Puts the global no-op provider back, flushes and shuts down this one;
+    /// the number of spans exported.
+    pub(crate) fn finish(self) -> u64 {
+        global::set_tracer_provider(NoopTracerProvider::new());
+        if let Err(err) = self.provider.force_flush() {
+            eprintln!("flushing spans failed: {err}");
+        }
+        if let Err(err) = self.provider.shutdown() {
+            eprintln!("shutting the provider down failed: {err}");
+        }
+        self.exported.load(Ordering::Relaxed)
     }
 }
 
@@ -35,4 +93,64 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
+}
+
+/// The order of round `round`'s runs of `n` configurations (their indices):
+/// rotated by one each round, and reversed every other round, so that no
+/// configuration always runs first or right after the same neighbour.
+#[allow(dead_code)] // per_record rotates without reversing.
+pub(crate) fn round_order(round: usize, n: usize) -> impl Iterator<Item = usize> {
+    let offset = round % n;
+    (0..n).map(move |i| {
+        let position = if round % 2 == 0 { i } else { n - 1 - i };
+        (position + offset) % n
+    })
+}
+
+/// The properties every consumer of the end-to-end and poison benches gets:
+/// the broker's fast group timings and the fetch queue backoff.
+#[allow(dead_code)] // per_record has no broker.
+pub(crate) fn consumer_properties(broker: &EmbeddedBroker) -> Vec<(String, String)> {
+    let mut properties = broker.consumer_properties();
+    if let Some(backoff) = fetch_queue_backoff_ms() {
+        properties.push(("fetch.queue.backoff.ms".to_owned(), backoff.to_string()));
+    }
+    properties
+}
+
+/// `fetch.queue.backoff.ms` for every consumer: `BENCH_FETCH_QUEUE_BACKOFF_MS`,
+/// default 10; `default` keeps librdkafka's (1000).
+#[allow(dead_code)] // per_record has no broker.
+fn fetch_queue_backoff_ms() -> Option<u64> {
+    match std::env::var("BENCH_FETCH_QUEUE_BACKOFF_MS") {
+        Ok(value) if value == "default" => None,
+        Ok(value) => Some(
+            value
+                .parse()
+                .expect("BENCH_FETCH_QUEUE_BACKOFF_MS: a number or `default`"),
+        ),
+        Err(_) => Some(10),
+    }
+}
+
+/// Runs `consumer` on `runtime` until `shutdown` is triggered, or for `limit`
+/// at the most (a watchdog triggers it then).
+#[allow(dead_code)] // per_record has no consumer.
+pub(crate) fn run_consumer(
+    runtime: &tokio::runtime::Runtime,
+    consumer: Consumer,
+    shutdown: Shutdown,
+    limit: Duration,
+) {
+    runtime.block_on(async {
+        let watchdog = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                shutdown.trigger();
+            })
+        };
+        consumer.run(shutdown).await.expect("the consumer runs");
+        watchdog.abort();
+    });
 }
