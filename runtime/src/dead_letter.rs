@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::outcome::HandlerError;
 use crate::record::Record;
+use crate::span::push_record_attributes;
 
 /// The `dlq.*` headers added to every dead-letter copy.
 pub mod headers {
@@ -223,22 +224,7 @@ impl DeadLetters {
             KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
             KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, given_up.dlq.to_owned()),
         ];
-        if let Some(key) = record
-            .key()
-            .filter(|_| given_up.record_key)
-            .and_then(|key| std::str::from_utf8(key).ok())
-        {
-            attributes.push(KeyValue::new(
-                semconv::MESSAGING_KAFKA_MESSAGE_KEY,
-                key.to_owned(),
-            ));
-        }
-        if record.payload().is_none() {
-            attributes.push(KeyValue::new(
-                semconv::MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
-                true,
-            ));
-        }
+        push_record_attributes(&mut attributes, record, given_up.record_key);
         let span = self.tracer.build_with_context(
             self.tracer
                 .span_builder(format!("send {}", given_up.dlq))

@@ -26,21 +26,16 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// A view over a message polled from rdkafka.
     pub fn from_message(message: &'a BorrowedMessage<'a>) -> Self {
-        Self {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp: message.timestamp().to_millis(),
-            key: message.key(),
-            payload: message.payload(),
-            headers: RecordHeaders::borrowed(message.headers()),
-            meta: OnceLock::new(),
-        }
+        Self::of(message, RecordHeaders::borrowed(message.headers()))
     }
 
     /// A view over a message detached from the consumer (a record being
     /// retried on its paused partition).
     pub(crate) fn from_owned(message: &'a OwnedMessage) -> Self {
+        Self::of(message, RecordHeaders::owned(message.headers()))
+    }
+
+    fn of(message: &'a impl Message, headers: RecordHeaders<'a>) -> Self {
         Self {
             topic: message.topic(),
             partition: message.partition(),
@@ -48,7 +43,7 @@ impl<'a> Record<'a> {
             timestamp: message.timestamp().to_millis(),
             key: message.key(),
             payload: message.payload(),
-            headers: RecordHeaders::owned(message.headers()),
+            headers,
             meta: OnceLock::new(),
         }
     }

@@ -213,7 +213,25 @@ fn process_attributes(
             KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, record.offset()),
         ]);
     }
-    let key = record.key().filter(|_| scope.record_key);
+    push_record_attributes(&mut attributes, record, scope.record_key);
+    if let Some(client_id) = &scope.client_id {
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_CLIENT_ID,
+            client_id.clone(),
+        ));
+    }
+    attributes
+}
+
+/// The record's own attributes, shared by `process` and `send` spans:
+/// `messaging.kafka.message.key` (UTF-8 keys, when `record_key`) and
+/// `messaging.kafka.message.tombstone` (null payloads).
+pub(crate) fn push_record_attributes(
+    attributes: &mut Vec<KeyValue>,
+    record: &Record<'_>,
+    record_key: bool,
+) {
+    let key = record.key().filter(|_| record_key);
     if let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) {
         attributes.push(KeyValue::new(
             semconv::MESSAGING_KAFKA_MESSAGE_KEY,
@@ -226,13 +244,6 @@ fn process_attributes(
             true,
         ));
     }
-    if let Some(client_id) = &scope.client_id {
-        attributes.push(KeyValue::new(
-            semconv::MESSAGING_CLIENT_ID,
-            client_id.clone(),
-        ));
-    }
-    attributes
 }
 
 /// A partition number as a string value: `&'static` (no allocation) for the
