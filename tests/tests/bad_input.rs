@@ -10,21 +10,22 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use common::{
-    attribute, committed, header, header_values, new_topic, read_all, send, start_consumer,
-    stop_consumer, telemetry, traced_headers, wait_until, Mode,
+    assert_child_of, assert_headers, attribute, committed, dead_lettering, error_type, header,
+    header_values, is_error, new_topic, new_topic_with_dlq, only_copy, read_all, run_until, send,
+    telemetry, traced, traced_headers, wait_for_acknowledged_copy, wait_for_commits, Mode,
+    Telemetry,
 };
 use kafka_handler::testing::{unique_topic, EmbeddedBroker, TestRecord};
 use kafka_handler::{
-    handlers, kafka_handler, Backoff, ErrorKind, FromRecord, Handler, HandlerError, Json,
-    Processor, Record, RecordMeta,
+    handlers, kafka_handler, ErrorKind, FromRecord, Handler, HandlerError, Json, Processor, Record,
+    RecordMeta,
 };
-use opentelemetry::trace::{SpanContext, Status};
+use opentelemetry::trace::Status;
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
 use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 use serde::Deserialize;
 
-const FAST: Backoff = Backoff::constant(Duration::from_millis(10));
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Panics the handlers below raise on purpose start with this; the panic
@@ -116,36 +117,47 @@ fn trace_id_of(traceparent: &str) -> &str {
         .expect("a traceparent with a trace id")
 }
 
-/// Waits until `group` has committed `ends` on `topic`, polling the broker.
-async fn wait_for_commits(broker: &EmbeddedBroker, group: &str, topic: &str, ends: &[i64]) {
-    wait_for_commits_within(WAIT, broker, group, topic, ends).await;
-}
-
-async fn wait_for_commits_within(
-    limit: Duration,
+/// Waits until a copy in `dlq` is acknowledged and `group` has committed
+/// `topic`'s one partition up to `end`.
+async fn wait_for_dead_letter(
+    telemetry: &Telemetry,
     broker: &EmbeddedBroker,
+    dlq: &str,
     group: &str,
     topic: &str,
-    ends: &[i64],
+    end: i64,
 ) {
-    let expected: Vec<Option<i64>> = ends.iter().copied().map(Some).collect();
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let now = committed(broker, group, topic, ends.len() as i32).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for group {group} to commit {expected:?} on \
-             {topic}; committed: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_acknowledged_copy(telemetry, dlq, WAIT).await;
+    wait_for_commits(WAIT, broker, group, topic, &[end]).await;
 }
 
-fn error_type(span: &SpanData) -> Option<Value> {
-    attribute(span, "error.type")
+/// The one attempt at a record on `topic`, which failed to deserialize:
+/// a permanent failure, so never retried.
+fn the_failed_decode(telemetry: &Telemetry, topic: &str) -> SpanData {
+    let mut spans = telemetry.process_spans(topic);
+    assert_eq!(spans.len(), 1, "one attempt, no retries: {spans:#?}");
+    let span = spans.remove(0);
+    assert_eq!(error_type(&span), Some("deserialization".into()));
+    span
+}
+
+/// Asserts that `copy` is the dead-letter copy of the record at `position`,
+/// with its `key` and `payload`, sent after one attempt because the record
+/// did not deserialize; returns the error message it carries.
+fn assert_undecodable_copy(
+    copy: &OwnedMessage,
+    position: (i32, i64),
+    key: &[u8],
+    payload: Option<&[u8]>,
+) -> String {
+    assert_eq!(original_position(copy), position);
+    assert_eq!(copy.payload(), payload, "the payload is kept as it was");
+    assert_eq!(copy.key(), Some(key));
+    assert_headers(
+        copy,
+        &[("dlq.error.type", "deserialization"), ("dlq.attempts", "1")],
+    );
+    header(copy, "dlq.error.message").expect("dlq.error.message")
 }
 
 // ---------------------------------------------------------------------------
@@ -227,8 +239,7 @@ async fn every_record_is_handled_or_dead_lettered_exactly_once() {
     let telemetry = telemetry(Mode::OtelOnly);
     let broker = EmbeddedBroker::start().unwrap();
     let (topic, group) = new_topic(&broker, "mixed", PARTITIONS).await;
-    let dlq = unique_topic("mixed-dlq");
-    broker.create_topic(&dlq, 2).await.unwrap();
+    let (dlq, _) = new_topic(&broker, "mixed-dlq", 2).await;
 
     let payloads: Vec<Vec<u8>> = (0..RECORDS)
         .map(|i| match Fate::of(i) {
@@ -266,17 +277,13 @@ async fn every_record_is_handled_or_dead_lettered_exactly_once() {
         );
     }
 
-    let handler = retarget(handlers![mixed], &topic, &group)
-        .with_retries(1)
-        .with_backoff(FAST)
-        .with_dlq(&dlq);
-    let (shutdown, running) = start_consumer(&broker, vec![handler]);
+    let handler = dead_lettering(retarget(handlers![mixed], &topic, &group), 1, &dlq);
     // All committed means all resolved: handled, or the copy acknowledged.
     // Slow with the default `fetch.wait.max.ms` (500 ms): a partition that
     // resumes after a failed record waits out the fetch in flight, so each
     // of the ~50 failures per partition costs about half a second.
-    wait_for_commits_within(Duration::from_secs(180), &broker, &group, &topic, &ends).await;
-    stop_consumer(shutdown, running).await;
+    let resolved = wait_for_commits(Duration::from_secs(180), &broker, &group, &topic, &ends);
+    run_until(&broker, vec![handler], resolved).await;
     assert_eq!(
         committed(&broker, &group, &topic, PARTITIONS).await,
         ends.iter().copied().map(Some).collect::<Vec<_>>(),
@@ -404,39 +411,23 @@ fn strict(_order: Json<Order>) {
 async fn invalid_json_is_dead_lettered_at_once_with_serdes_message() {
     let telemetry = telemetry(Mode::OtelOnly);
     let broker = EmbeddedBroker::start().unwrap();
-    let (topic, group) = new_topic(&broker, "invalid-json", 1).await;
-    let dlq = unique_topic("invalid-json-dlq");
-    broker.create_topic(&dlq, 1).await.unwrap();
+    let (topic, group, dlq) = new_topic_with_dlq(&broker, "invalid-json", 1).await;
     let payload = br#"{"id": oops}"#;
-    let (producer, headers) = traced_headers(&topic);
-    let mut record = TestRecord::new(&topic, payload).key(b"order-1");
-    record.headers = headers;
+    let (producer, record) = traced(TestRecord::new(&topic, payload).key(b"order-1"));
     let (partition, offset) = send(&broker, record).await;
 
     // Retries would be allowed: a decoding failure must skip them.
-    let handler = retarget(handlers![strict], &topic, &group)
-        .with_retries(3)
-        .with_backoff(FAST)
-        .with_dlq(&dlq);
-    let (shutdown, running) = start_consumer(&broker, vec![handler]);
-    let send_span = format!("send {dlq}");
-    wait_until(WAIT, "the dead-letter copy is acknowledged", || {
-        !telemetry.spans_named(&send_span).is_empty()
-    })
-    .await;
-    wait_for_commits(&broker, &group, &topic, &[offset + 1]).await;
-    stop_consumer(shutdown, running).await;
+    let handler = dead_lettering(retarget(handlers![strict], &topic, &group), 3, &dlq);
+    let copied = wait_for_dead_letter(telemetry, &broker, &dlq, &group, &topic, offset + 1);
+    run_until(&broker, vec![handler], copied).await;
 
     assert_eq!(
         STRICT_CALLS.load(Ordering::SeqCst),
         0,
         "the handler never sees a payload it cannot decode"
     );
-    let spans = telemetry.spans_named(&format!("process {topic}"));
-    assert_eq!(spans.len(), 1, "one attempt, no retries: {spans:#?}");
-    let span = &spans[0];
-    assert_eq!(error_type(span), Some("deserialization".into()));
-    assert!(matches!(span.status, Status::Error { .. }), "{span:#?}");
+    let span = the_failed_decode(telemetry, &topic);
+    assert!(is_error(&span), "{span:#?}");
     assert_eq!(span.span_context.trace_id(), producer.trace_id());
     let exception = span
         .events
@@ -454,18 +445,8 @@ async fn invalid_json_is_dead_lettered_at_once_with_serdes_message() {
         "{exception_message}"
     );
 
-    let copies = read_all(&broker, &dlq).await;
-    assert_eq!(copies.len(), 1, "exactly one dead-letter copy");
-    let copy = &copies[0];
-    assert_eq!(original_position(copy), (partition, offset));
-    assert_eq!(copy.payload(), Some(&payload[..]), "the bad bytes are kept");
-    assert_eq!(copy.key(), Some(&b"order-1"[..]));
-    assert_eq!(
-        header(copy, "dlq.error.type").as_deref(),
-        Some("deserialization")
-    );
-    assert_eq!(header(copy, "dlq.attempts").as_deref(), Some("1"));
-    let message = header(copy, "dlq.error.message").unwrap();
+    let copy = only_copy(&broker, &dlq).await;
+    let message = assert_undecodable_copy(&copy, (partition, offset), b"order-1", Some(payload));
     assert!(
         message.contains("expected value at line 1 column"),
         "serde's message: {message}"
@@ -504,45 +485,23 @@ fn tombstone(topic: &str) -> TestRecord<'_> {
 async fn a_tombstone_fails_a_json_handler_as_deserialization() {
     let telemetry = telemetry(Mode::OtelOnly);
     let broker = EmbeddedBroker::start().unwrap();
-    let (topic, group) = new_topic(&broker, "tombstone", 1).await;
-    let dlq = unique_topic("tombstone-dlq");
-    broker.create_topic(&dlq, 1).await.unwrap();
+    let (topic, group, dlq) = new_topic_with_dlq(&broker, "tombstone", 1).await;
     let (partition, offset) = send(&broker, tombstone(&topic)).await;
 
-    let handler = retarget(handlers![needs_a_body], &topic, &group)
-        .with_retries(2)
-        .with_backoff(FAST)
-        .with_dlq(&dlq);
-    let (shutdown, running) = start_consumer(&broker, vec![handler]);
-    let send_span = format!("send {dlq}");
-    wait_until(WAIT, "the dead-letter copy is acknowledged", || {
-        !telemetry.spans_named(&send_span).is_empty()
-    })
-    .await;
-    wait_for_commits(&broker, &group, &topic, &[offset + 1]).await;
-    stop_consumer(shutdown, running).await;
+    let handler = dead_lettering(retarget(handlers![needs_a_body], &topic, &group), 2, &dlq);
+    let copied = wait_for_dead_letter(telemetry, &broker, &dlq, &group, &topic, offset + 1);
+    run_until(&broker, vec![handler], copied).await;
 
     assert_eq!(TOMBSTONE_CALLS.load(Ordering::SeqCst), 0);
-    let spans = telemetry.spans_named(&format!("process {topic}"));
-    assert_eq!(spans.len(), 1, "permanent: no retries");
-    assert_eq!(error_type(&spans[0]), Some("deserialization".into()));
+    let span = the_failed_decode(telemetry, &topic);
     assert_eq!(
-        attribute(&spans[0], "messaging.kafka.message.tombstone"),
+        attribute(&span, "messaging.kafka.message.tombstone"),
         Some(Value::Bool(true))
     );
 
-    let copies = read_all(&broker, &dlq).await;
-    assert_eq!(copies.len(), 1);
-    let copy = &copies[0];
-    assert_eq!(original_position(copy), (partition, offset));
-    assert_eq!(copy.payload(), None, "the copy is a tombstone too");
-    assert_eq!(copy.key(), Some(&b"order-9"[..]));
-    assert_eq!(
-        header(copy, "dlq.error.type").as_deref(),
-        Some("deserialization")
-    );
-    assert_eq!(header(copy, "dlq.attempts").as_deref(), Some("1"));
-    let message = header(copy, "dlq.error.message").unwrap();
+    let copy = only_copy(&broker, &dlq).await;
+    // The copy is a tombstone too.
+    let message = assert_undecodable_copy(&copy, (partition, offset), b"order-9", None);
     assert!(message.contains("tombstone"), "{message}");
 }
 
@@ -550,27 +509,23 @@ async fn a_tombstone_fails_a_json_handler_as_deserialization() {
 async fn an_optional_json_handler_receives_a_tombstone_as_none() {
     let telemetry = telemetry(Mode::OtelOnly);
     let broker = EmbeddedBroker::start().unwrap();
-    let (topic, group) = new_topic(&broker, "maybe", 1).await;
-    let dlq = unique_topic("maybe-dlq");
-    broker.create_topic(&dlq, 1).await.unwrap();
+    let (topic, group, dlq) = new_topic_with_dlq(&broker, "maybe", 1).await;
     send(&broker, tombstone(&topic)).await;
     let (_, last) = send(&broker, TestRecord::new(&topic, br#"{"id":2}"#)).await;
 
     // A dead-letter topic, so that a failed tombstone would not hold up the
     // record behind it.
-    let handler = retarget(handlers![maybe], &topic, &group)
-        .with_retries(0)
-        .with_dlq(&dlq);
-    let (shutdown, running) = start_consumer(&broker, vec![handler]);
-    wait_for_commits(&broker, &group, &topic, &[last + 1]).await;
-    stop_consumer(shutdown, running).await;
+    let handler = dead_lettering(retarget(handlers![maybe], &topic, &group), 0, &dlq);
+    let end = [last + 1];
+    let handled = wait_for_commits(WAIT, &broker, &group, &topic, &end);
+    run_until(&broker, vec![handler], handled).await;
 
     assert_eq!(*MAYBE_SEEN.lock().unwrap(), [None, Some(2)]);
     assert!(
         read_all(&broker, &dlq).await.is_empty(),
         "nothing dead-lettered"
     );
-    let mut spans = telemetry.spans_named(&format!("process {topic}"));
+    let mut spans = telemetry.process_spans(&topic);
     spans.sort_by_key(|span| attribute(span, "messaging.kafka.offset").map(|v| v.to_string()));
     assert_eq!(spans.len(), 2);
     for span in &spans {
@@ -642,16 +597,12 @@ type Seen = Vec<(i64, Vec<u8>, Vec<(String, Option<Vec<u8>>)>)>;
 async fn large_payloads_and_unusual_headers_survive_handling_and_dead_lettering() {
     let telemetry = telemetry(Mode::OtelOnly);
     let broker = EmbeddedBroker::start().unwrap();
-    let (topic, group) = new_topic(&broker, "unusual", 1).await;
+    let (topic, group, dlq) = new_topic_with_dlq(&broker, "unusual", 1).await;
     let failing_group = unique_topic("unusual-failing-group");
-    let dlq = unique_topic("unusual-dlq");
-    broker.create_topic(&dlq, 1).await.unwrap();
 
     // A 1 MiB payload that is not all one byte.
     let big: Vec<u8> = (0..MIB).map(|i| (i % 251) as u8).collect();
-    let (big_producer, big_headers) = traced_headers(&topic);
-    let mut big_record = TestRecord::new(&topic, &big);
-    big_record.headers = big_headers;
+    let (big_producer, big_record) = traced(TestRecord::new(&topic, &big));
 
     // 100 headers, no trace context.
     let names: Vec<String> = (0..100).map(|i| format!("h{i:03}")).collect();
@@ -714,15 +665,14 @@ async fn large_payloads_and_unusual_headers_survive_handling_and_dead_lettering(
                 record.offset()
             )))
         },
-    )
-    .with_retries(3)
-    .with_backoff(FAST)
-    .with_dlq(&dlq);
-    let (shutdown, running) = start_consumer(&broker, vec![handles, rejects]);
+    );
+    let rejects = dead_lettering(rejects, 3, &dlq);
     let end = [repeated_offset + 1];
-    wait_for_commits(&broker, &group, &topic, &end).await;
-    wait_for_commits(&broker, &failing_group, &topic, &end).await;
-    stop_consumer(shutdown, running).await;
+    let both_committed = async {
+        wait_for_commits(WAIT, &broker, &group, &topic, &end).await;
+        wait_for_commits(WAIT, &broker, &failing_group, &topic, &end).await;
+    };
+    run_until(&broker, vec![handles, rejects], both_committed).await;
 
     // Handled, whole.
     let mut seen = std::mem::take(&mut *seen.lock().unwrap());
@@ -735,7 +685,7 @@ async fn large_payloads_and_unusual_headers_survive_handling_and_dead_lettering(
     assert_eq!(seen[2].2, repeated_expected, "repeated keys, in order");
 
     // The handling group's spans: the last traceparent is the parent.
-    let spans = telemetry.spans_named(&format!("process {topic}"));
+    let spans = telemetry.process_spans(&topic);
     let span_at = |group: &str, offset: i64| -> SpanData {
         let matching: Vec<&SpanData> = spans
             .iter()
@@ -747,13 +697,9 @@ async fn large_payloads_and_unusual_headers_survive_handling_and_dead_lettering(
         assert_eq!(matching.len(), 1, "one span for offset {offset} in {group}");
         matching[0].clone()
     };
-    let continues = |span: &SpanData, producer: &SpanContext, what: &str| {
-        assert_eq!(span.span_context.trace_id(), producer.trace_id(), "{what}");
-        assert_eq!(span.parent_span_id, producer.span_id(), "{what}");
-    };
-    continues(&span_at(&group, big_offset), &big_producer, "1 MiB record");
+    assert_child_of(&span_at(&group, big_offset), &big_producer, "1 MiB record");
     let repeated_span = span_at(&group, repeated_offset);
-    continues(&repeated_span, &last, "the last traceparent decides");
+    assert_child_of(&repeated_span, &last, "the last traceparent decides");
     assert_ne!(repeated_span.span_context.trace_id(), first.trace_id());
     let many_span = span_at(&group, many_offset);
     assert_eq!(error_type(&many_span), None);
@@ -778,8 +724,10 @@ async fn large_payloads_and_unusual_headers_survive_handling_and_dead_lettering(
     let many_copy = copy_of(many_offset);
     let repeated_copy = copy_of(repeated_offset);
     for copy in [big_copy, many_copy, repeated_copy] {
-        assert_eq!(header(copy, "dlq.error.type").as_deref(), Some("handler"));
-        assert_eq!(header(copy, "dlq.attempts").as_deref(), Some("1"));
+        assert_headers(
+            copy,
+            &[("dlq.error.type", "handler"), ("dlq.attempts", "1")],
+        );
         assert_eq!(
             header_values(copy, "traceparent").len(),
             1,

@@ -11,8 +11,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use kafka_handler::testing::{unique_topic, EmbeddedBroker, TestRecord};
-use kafka_handler::{Consumer, ConsumerBuilder, Handler, Shutdown};
-use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
+use kafka_handler::{Backoff, Consumer, ConsumerBuilder, Handler, Shutdown};
+use opentelemetry::trace::{
+    SpanContext, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+};
 use opentelemetry::{global, Context, KeyValue, Value};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
@@ -91,6 +93,21 @@ impl Telemetry {
             .collect()
     }
 
+    /// The finished `process {topic}` spans, in the order they started.
+    pub fn process_spans(&self, topic: &str) -> Vec<SpanData> {
+        let mut spans = self.spans_named(&format!("process {topic}"));
+        spans.sort_by_key(|span| span.start_time);
+        spans
+    }
+
+    /// The finished `send {dlq}` spans: those that ended with an error, and
+    /// those that did not.
+    pub fn dead_letter_sends(&self, dlq: &str) -> (Vec<SpanData>, Vec<SpanData>) {
+        self.spans_named(&format!("send {dlq}"))
+            .into_iter()
+            .partition(is_error)
+    }
+
     /// The current total of the `u64` counter `name` over the data points
     /// that carry every attribute of `filter` (0 when there are none).
     /// Filter by a test's own topic, so tests sharing the binary do not see
@@ -154,6 +171,14 @@ pub fn traced_headers(topic: &str) -> (SpanContext, TestHeaders) {
     )
 }
 
+/// `record` with the headers of a new, ended producer span appended, and
+/// that span's context.
+pub fn traced(mut record: TestRecord<'_>) -> (SpanContext, TestRecord<'_>) {
+    let (producer, headers) = traced_headers(record.topic);
+    record.headers.extend(headers);
+    (producer, record)
+}
+
 /// A topic no other test uses, created with `partitions` partitions, and a
 /// group name no other test uses.
 pub async fn new_topic(broker: &EmbeddedBroker, prefix: &str, partitions: i32) -> (String, String) {
@@ -162,12 +187,36 @@ pub async fn new_topic(broker: &EmbeddedBroker, prefix: &str, partitions: i32) -
     (topic, unique_topic(&format!("{prefix}-group")))
 }
 
+/// [`new_topic`], and a one-partition dead-letter topic named after it:
+/// (topic, group, dead-letter topic).
+pub async fn new_topic_with_dlq(
+    broker: &EmbeddedBroker,
+    prefix: &str,
+    partitions: i32,
+) -> (String, String, String) {
+    let (topic, group) = new_topic(broker, prefix, partitions).await;
+    let (dlq, _) = new_topic(broker, &format!("{prefix}-dlq"), 1).await;
+    (topic, group, dlq)
+}
+
 /// Produces `record` and waits for the broker's acknowledgement.
 pub async fn send(broker: &EmbeddedBroker, record: TestRecord<'_>) -> (i32, i64) {
     broker
         .send(record)
         .await
         .expect("the broker accepts the record")
+}
+
+/// The backoff between the tests' retries: short, so that they run fast.
+pub const FAST: Backoff = Backoff::constant(Duration::from_millis(10));
+
+/// `handler`, retrying a failed record `retries` times ([`FAST`]), then
+/// sending a copy of it to `dlq`.
+pub fn dead_lettering(handler: Handler, retries: u32, dlq: &str) -> Handler {
+    handler
+        .with_retries(retries)
+        .with_backoff(FAST)
+        .with_dlq(dlq)
 }
 
 /// Starts a consumer for `handlers` on `broker` with test timings.
@@ -226,21 +275,50 @@ pub async fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut()
     }
 }
 
-/// [`wait_until`] for a condition that has to be awaited (reading
-/// committed offsets, a topic's records): polls every 50 ms.
-pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
+/// Waits until `group` has committed `ends` on `topic` (one end per
+/// partition, from partition 0), polling the broker, failing after `limit`.
+pub async fn wait_for_commits(
+    limit: Duration,
+    broker: &EmbeddedBroker,
+    group: &str,
+    topic: &str,
+    ends: &[i64],
+) {
+    let expected: Vec<Option<i64>> = ends.iter().copied().map(Some).collect();
     let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
+    loop {
+        let now = committed(broker, group, topic, ends.len() as i32).await;
+        if now == expected {
+            return;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
+            "timed out after {limit:?} waiting for group {group} to commit {expected:?} on \
+             {topic}; committed: {now:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Starts a consumer for `handlers`, awaits `until` (the waits for what
+/// the test needs to have happened), then stops the consumer cleanly.
+pub async fn run_until(
+    broker: &EmbeddedBroker,
+    handlers: Vec<Handler>,
+    until: impl Future<Output = ()>,
+) {
+    let (shutdown, running) = start_consumer(broker, handlers);
+    until.await;
+    stop_consumer(shutdown, running).await;
+}
+
+/// Waits until a dead-letter copy sent to `dlq` is acknowledged (a
+/// `send {dlq}` span without an error), failing after `limit`.
+pub async fn wait_for_acknowledged_copy(telemetry: &Telemetry, dlq: &str, limit: Duration) {
+    wait_until(limit, &format!("an acknowledged copy in {dlq}"), || {
+        !telemetry.dead_letter_sends(dlq).1.is_empty()
+    })
+    .await;
 }
 
 /// The value of attribute `key` on `span`.
@@ -249,6 +327,27 @@ pub fn attribute(span: &SpanData, key: &str) -> Option<Value> {
         .iter()
         .find(|kv: &&KeyValue| kv.key.as_str() == key)
         .map(|kv| kv.value.clone())
+}
+
+/// The `error.type` attribute of `span`.
+pub fn error_type(span: &SpanData) -> Option<Value> {
+    attribute(span, "error.type")
+}
+
+/// Whether `span` ended with an error status.
+pub fn is_error(span: &SpanData) -> bool {
+    matches!(span.status, Status::Error { .. })
+}
+
+/// Asserts that `span` is a child of `parent`: in its trace, with it as
+/// the parent.
+pub fn assert_child_of(span: &SpanData, parent: &SpanContext, what: &str) {
+    assert_eq!(
+        span.span_context.trace_id(),
+        parent.trace_id(),
+        "{what}: the parent's trace"
+    );
+    assert_eq!(span.parent_span_id, parent.span_id(), "{what}: the parent");
 }
 
 /// Asserts the attributes TRACING.md requires on a process span.
@@ -430,6 +529,25 @@ pub async fn committed(
     })
     .await
     .expect("the offset reader does not panic")
+}
+
+/// The one record in `dlq`; fails when there is none or more than one.
+pub async fn only_copy(broker: &EmbeddedBroker, dlq: &str) -> OwnedMessage {
+    let mut copies = read_all(broker, dlq).await;
+    assert_eq!(copies.len(), 1, "exactly one dead-letter copy in {dlq}");
+    copies.remove(0)
+}
+
+/// Asserts, for each `(key, value)`, that header `key` appears once on
+/// `message`, with the text `value`.
+pub fn assert_headers(message: &OwnedMessage, expected: &[(&str, &str)]) {
+    for (key, value) in expected {
+        assert_eq!(
+            header(message, key).as_deref(),
+            Some(*value),
+            "header {key}"
+        );
+    }
 }
 
 /// The value of header `key` on `message`, as text; panics if it repeats.
