@@ -607,15 +607,16 @@ impl RunningGroup<'_> {
         held: &mut Held,
         lanes: &mut FuturesUnordered<Lane<'s>>,
     ) {
+        let (topic, partition) = (message.topic().to_owned(), message.partition());
         let mut list = TopicPartitionList::new();
-        list.add_partition(message.topic(), message.partition());
+        list.add_partition(&topic, partition);
         if let Err(err) = self.consumer.pause(&list) {
-            tracing::warn!(target: "kafka_handler", group = %self.group.group, topic = message.topic(), partition = message.partition(), error = %err, "pausing a partition failed");
+            tracing::warn!(target: "kafka_handler", group = %self.group.group, topic, partition, error = %err, "pausing a partition failed");
         }
         let abort = self.start_lane(message, failure, lanes);
         held.partitions.push(HeldPartition {
-            topic: list.elements()[0].topic().to_owned(),
-            partition: list.elements()[0].partition(),
+            topic,
+            partition,
             abort,
             pending: VecDeque::new(),
         });
