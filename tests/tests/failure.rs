@@ -796,3 +796,77 @@ async fn a_cancelled_dead_letter_send_is_not_reported_as_sent() {
         );
     }
 }
+
+/// A held partition is revoked when a second member joins, and comes back
+/// when it leaves: the retry on the old owner stops, the partition is not
+/// left paused on re-assignment, nothing behind the record is handled while
+/// it fails, and once the handler heals the whole partition is handled and
+/// committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_partition_survives_rebalances() {
+    telemetry(Mode::OtelOnly);
+    let broker = EmbeddedBroker::start().unwrap();
+    let (topic, group) = new_topic(&broker, "rebalanced", 2).await;
+    send_records(&broker, &topic, 0, b"doomed", 1).await;
+    send_records(&broker, &topic, 0, b"behind", 3).await;
+    send_records(&broker, &topic, 1, b"fine", 10).await;
+
+    let healed = Arc::new(AtomicBool::new(false));
+    let calls: Calls = Arc::default();
+    let handler = || {
+        let healed = healed.clone();
+        recording("tests::rebalanced", &topic, &group, &calls, move |record| {
+            if healed.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                fail_the_first_record(record)
+            }
+        })
+        .with_retries(1)
+        .with_backoff(FAST)
+    };
+    let unique = |partition| {
+        let mut handled = offsets(&calls, partition);
+        handled.sort_unstable();
+        handled.dedup();
+        handled
+    };
+
+    let (first_stop, first) = start_consumer(&broker, vec![handler()]);
+    wait_until(
+        WAIT,
+        "partition 1 handled and the poison record attempted",
+        || unique(1).len() == 10 && offsets(&calls, 0).len() >= 3,
+    )
+    .await;
+    let (second_stop, second) = start_consumer(&broker, vec![handler()]);
+    send_records(&broker, &topic, 1, b"more", 10).await;
+    wait_until(WAIT, "partition 1 flowing after the member joined", || {
+        unique(1).len() == 20
+    })
+    .await;
+    stop_consumer(second_stop, second).await;
+    let attempts = offsets(&calls, 0).len();
+    wait_until(
+        WAIT,
+        "the poison record attempted again once its partition is back with the first member",
+        || offsets(&calls, 0).len() >= attempts + 3,
+    )
+    .await;
+    assert_eq!(
+        unique(0),
+        [0],
+        "nothing behind the failing record is handled"
+    );
+
+    healed.store(true, Ordering::SeqCst);
+    wait_until(WAIT, "partition 0 handled once the handler heals", || {
+        unique(0) == [0, 1, 2, 3]
+    })
+    .await;
+    stop_consumer(first_stop, first).await;
+    assert_eq!(
+        committed(&broker, &group, &topic, 2).await,
+        [Some(4), Some(20)]
+    );
+}
