@@ -425,6 +425,11 @@ macro_rules! contract_tests {
         async fn a_restarted_consumer_resumes_after_the_last_handled_record() {
             common::scenarios::resumes_after_the_last_handled_record($mode).await;
         }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn each_attempt_and_the_dead_letter_copy_stay_in_the_producers_trace() {
+            common::scenarios::retried_then_dead_lettered($mode).await;
+        }
     };
 }
 

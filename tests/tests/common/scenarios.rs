@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use kafka_handler::testing::{unique_topic, EmbeddedBroker, TestRecord};
-use kafka_handler::{handlers, kafka_handler, Handler, Key, Processor, Record, Shutdown};
+use kafka_handler::{
+    handlers, kafka_handler, Handler, HandlerError, Key, Processor, Record, Shutdown,
+};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceId};
 use opentelemetry::Context;
 use rdkafka::message::{Header, OwnedHeaders};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{
-    assert_process_attributes, attribute, new_topic, send, start_consumer, stop_consumer,
-    telemetry, traced_headers, wait_until, Mode,
+    assert_child_of, assert_process_attributes, attribute, new_topic, new_topic_with_dlq, send,
+    start_consumer, stop_consumer, telemetry, traced, traced_headers, wait_until, Mode,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -96,6 +98,17 @@ fn explode(record: &Record<'_>) {
     if record.offset() % 2 == 1 {
         panic!("boom at offset {}", record.offset());
     }
+}
+
+/// Fails every attempt, after yielding, having noted what was current.
+#[kafka_handler(topics = ["refuse"], group = "refuse",
+                retries = 1, backoff = "10ms", dlq = "refuse.dlq")]
+async fn refuse(record: &Record<'_>, key: Key<'_>) -> Result<(), HandlerError> {
+    let at_start = current_span_contexts();
+    tokio::task::yield_now().await;
+    let after = Context::current().span().span_context().clone();
+    remember(record, key, Some(after), at_start);
+    Err(HandlerError::transient("refused"))
 }
 
 #[kafka_handler(topics = ["stall"], group = "stall")]
@@ -559,4 +572,70 @@ pub async fn resumes_after_the_last_handled_record(mode: Mode) {
         (0..20).collect::<Vec<_>>(),
         "nothing lost, nothing handled twice"
     );
+}
+
+/// A record whose handler fails every attempt: each attempt is a span of the
+/// producer's trace, current inside the handler (also after it yields), and
+/// the dead-letter copy's consumer continues the same trace under the
+/// `send {dlq}` span.
+pub async fn retried_then_dead_lettered(mode: Mode) {
+    let telemetry = telemetry(mode);
+    let broker = EmbeddedBroker::start().unwrap();
+    let (topic, group, dlq) = new_topic_with_dlq(&broker, "refuse", 1).await;
+    let (producer, record) = traced(TestRecord::new(&topic, b"x").key(b"order-9"));
+    send(&broker, record).await;
+
+    let refusing = retarget(handlers![refuse], &topic, &group)
+        .remove(0)
+        .with_dlq(&dlq);
+    let dlq_group = unique_topic("refused");
+    let observing = retarget(handlers![observe_sync], &dlq, &dlq_group).remove(0);
+    let (shutdown, running) = start_consumer(&broker, vec![refusing, observing]);
+    wait_until(WAIT, "the dead-letter copy observed", || {
+        !seen_on(&dlq).is_empty()
+    })
+    .await;
+    stop_consumer(shutdown, running).await;
+
+    let attempts = telemetry.process_spans(&topic);
+    assert_eq!(attempts.len(), 2, "retries = 1: two attempts");
+    let seen = seen_on(&topic);
+    assert_eq!(seen.len(), 2);
+    for (i, (span, seen)) in attempts.iter().zip(&seen).enumerate() {
+        assert_process_attributes(span, &topic, 0, 0, &group, Some("order-9"));
+        assert_child_of(span, &producer, "each attempt");
+        assert_eq!(
+            attribute(span, "kafka_handler.attempt"),
+            Some((i as i64 + 1).into())
+        );
+        assert_eq!(attribute(span, "error.type"), Some("handler".into()));
+        let own = &span.span_context;
+        assert_eq!(&seen.otel, own, "Context::current() is attempt {}", i + 1);
+        if mode == Mode::TracingLayer {
+            assert_eq!(
+                &seen.traced,
+                own,
+                "tracing::Span::current() is attempt {}",
+                i + 1
+            );
+        }
+        assert_eq!(
+            seen.after_yield.as_ref(),
+            Some(own),
+            "still attempt {} after a yield",
+            i + 1
+        );
+    }
+    let sends = telemetry.spans_named(&format!("send {dlq}"));
+    assert_eq!(sends.len(), 1);
+    assert_child_of(&sends[0], &attempts[1].span_context, "the send");
+    let copies = telemetry.process_spans(&dlq);
+    assert_eq!(copies.len(), 1);
+    assert_child_of(
+        &copies[0],
+        &sends[0].span_context,
+        "the copy's process span",
+    );
+    assert_eq!(copies[0].span_context.trace_id(), producer.trace_id());
+    assert_eq!(seen_on(&dlq)[0].otel, copies[0].span_context);
 }
