@@ -121,10 +121,9 @@ pub(crate) fn commit_sync<C: ConsumerContext>(
     Ok(())
 }
 
-/// Locks the tracker; a poisoned lock still holds consistent offsets (every
-/// update is a single field write), so keep going.
-pub(crate) fn lock(
-    tracker: &std::sync::Mutex<OffsetTracker>,
-) -> std::sync::MutexGuard<'_, OffsetTracker> {
-    tracker.lock().unwrap_or_else(|poison| poison.into_inner())
+/// Locks `mutex`. A poisoned lock still holds consistent state (the
+/// tracker's updates and the revoked list's are single writes or whole
+/// pushes), so keep going.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }

@@ -28,7 +28,7 @@ use crate::handler::Handler;
 use crate::metrics::Metrics;
 use crate::process::{Failure, Processor};
 use crate::record::Record;
-use crate::retry::{Resolution, Resolver};
+use crate::retry::Resolver;
 use crate::shutdown::Shutdown;
 
 /// The environment variable read for the bootstrap servers when the builder
@@ -200,8 +200,12 @@ impl ConsumerBuilder {
         if !self.dead_letter_properties.is_empty() {
             // Checked even when no handler has a `dlq` yet: a typo should
             // not wait for the first dead letter to surface.
-            DeadLetterConfig::new("".into(), Vec::new(), &self.dead_letter_properties)
-                .validate()?;
+            DeadLetterConfig::new(
+                "".into(),
+                &ClientConfig::new(),
+                &self.dead_letter_properties,
+            )
+            .validate()?;
         }
         let mut runs = Vec::with_capacity(groups.len());
         for group in groups {
@@ -362,14 +366,12 @@ impl GroupConsumer {
             .iter()
             .any(|p| p.handler().options().dlq.is_some())
             .then(|| {
-                let mut shared = vec![("bootstrap.servers".to_owned(), brokers.to_owned())];
-                shared.extend(properties.iter().cloned());
-                let config = DeadLetterConfig::new(
+                let dead_letter = DeadLetterConfig::new(
                     self.group.as_str().into(),
-                    shared,
+                    &config,
                     dead_letter_properties,
                 );
-                config.validate().map(|()| config)
+                dead_letter.validate().map(|()| dead_letter)
             })
             .transpose()?;
         Ok(ConnectedGroup {
@@ -411,7 +413,6 @@ struct Resolved {
     topic: String,
     partition: i32,
     offset: i64,
-    resolution: Resolution,
 }
 
 impl ConnectedGroup {
@@ -593,7 +594,7 @@ impl RunningGroup<'_> {
                 true
             }
             Some(Err(failure)) => {
-                self.hold(message.detach(), Some(failure), held, lanes);
+                self.hold(message.detach(), failure, held, lanes);
                 true
             }
         }
@@ -603,7 +604,7 @@ impl RunningGroup<'_> {
     fn hold<'s>(
         &'s self,
         message: OwnedMessage,
-        failure: Option<Failure>,
+        failure: Failure,
         held: &mut Held,
         lanes: &mut FuturesUnordered<Lane<'s>>,
     ) {
@@ -613,7 +614,7 @@ impl RunningGroup<'_> {
         if let Err(err) = self.consumer.pause(&list) {
             tracing::warn!(target: "kafka_handler", group = %self.group.group, topic, partition, error = %err, "pausing a partition failed");
         }
-        let abort = self.start_lane(message, failure, lanes);
+        let abort = self.start_lane(message, Some(failure), lanes);
         held.partitions.push(HeldPartition {
             topic,
             partition,
@@ -635,15 +636,13 @@ impl RunningGroup<'_> {
         };
         let processor = self.group.processor_for(message.topic());
         let lane = async move {
-            let resolution = match processor {
-                Some(processor) => resolver.resolve(processor, &message, failure).await,
-                None => Resolution::Handled,
-            };
+            if let Some(processor) = processor {
+                resolver.resolve(processor, &message, failure).await;
+            }
             Resolved {
                 topic: message.topic().to_owned(),
                 partition: message.partition(),
                 offset: message.offset(),
-                resolution,
             }
         };
         let (lane, abort) = abortable(lane.boxed());
@@ -667,7 +666,7 @@ impl RunningGroup<'_> {
         let Some(index) = held.position(&resolved.topic, resolved.partition) else {
             return;
         };
-        tracing::debug!(target: "kafka_handler", topic = %resolved.topic, partition = resolved.partition, offset = resolved.offset, resolution = ?resolved.resolution, "record resolved");
+        tracing::debug!(target: "kafka_handler", topic = %resolved.topic, partition = resolved.partition, offset = resolved.offset, "record resolved");
         commit::lock(&self.tracker).mark_done(&resolved.topic, resolved.partition, resolved.offset);
         if let Some(next) = held.partitions[index].pending.pop_front() {
             held.partitions[index].abort = self.start_lane(next, None, lanes);
@@ -684,11 +683,14 @@ impl RunningGroup<'_> {
     /// Aborts the lanes of partitions revoked since the last poll.
     fn drop_revoked(&self, held: &mut Held) {
         let context = self.consumer.context();
-        // One atomic load per message; the lock only after a revoke.
-        if !context.any_revoked.swap(false, Ordering::AcqRel) {
+        // One atomic load per message; the swap and the lock only after a
+        // revoke.
+        if !context.any_revoked.load(Ordering::Acquire)
+            || !context.any_revoked.swap(false, Ordering::AcqRel)
+        {
             return;
         }
-        let revoked = std::mem::take(&mut *lock(&context.revoked));
+        let revoked = std::mem::take(&mut *commit::lock(&context.revoked));
         held.partitions.retain(|partition| {
             let lost = revoked
                 .iter()
@@ -789,9 +791,8 @@ impl Held {
         if self.partitions.is_empty() {
             return None;
         }
-        self.partitions
-            .iter_mut()
-            .find(|p| p.partition == partition && p.topic == topic)
+        let index = self.position(topic, partition)?;
+        Some(&mut self.partitions[index])
     }
 }
 
@@ -853,7 +854,7 @@ impl ConsumerContext for GroupContext {
             }
         }
         commit::lock(&self.tracker).forget(revoked);
-        lock(&self.revoked).extend(
+        commit::lock(&self.revoked).extend(
             revoked
                 .elements()
                 .iter()
@@ -871,10 +872,6 @@ impl ConsumerContext for GroupContext {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// Checks the handler's retry, dead-letter and timeout options.

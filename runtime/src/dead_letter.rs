@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::propagation::Injector;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::error::KafkaError;
@@ -18,10 +18,11 @@ use rdkafka::ClientConfig;
 
 use crate::backoff::Backoff;
 use crate::error::Error;
+use crate::handler::Handler;
 use crate::metrics::Metrics;
-use crate::outcome::HandlerError;
+use crate::process::Failure;
 use crate::record::Record;
-use crate::span::push_record_attributes;
+use crate::span::{push_record_attributes, record_failure};
 
 /// The `dlq.*` headers added to every dead-letter copy.
 pub mod headers {
@@ -96,7 +97,7 @@ const PRODUCER_DEFAULTS: [(&str, &str); 3] = [
 /// One group's dead-letter producer.
 pub(crate) struct DeadLetters {
     producer: FutureProducer,
-    tracer: Arc<BoxedTracer>,
+    tracer: BoxedTracer,
     group: Arc<str>,
     metrics: Metrics,
 }
@@ -105,12 +106,11 @@ pub(crate) struct DeadLetters {
 pub(crate) struct GivenUp<'a> {
     pub(crate) record: &'a Record<'a>,
     pub(crate) dlq: &'a str,
-    pub(crate) handler: &'a str,
+    pub(crate) handler: &'a Handler,
     pub(crate) attempts: u32,
-    pub(crate) error: &'a HandlerError,
-    /// The failing attempt's span: the parent of the `send {dlq}` span.
-    pub(crate) parent: &'a Context,
-    pub(crate) record_key: bool,
+    /// The last attempt's failure; its span is the parent of the
+    /// `send {dlq}` span.
+    pub(crate) failure: &'a Failure,
 }
 
 /// A group's dead-letter producer configuration, checked by `build()`.
@@ -121,18 +121,18 @@ pub(crate) struct DeadLetterConfig {
 }
 
 impl DeadLetterConfig {
-    /// The configuration for `group`: the defaults, the consumer's
-    /// connection `properties`, then `overrides`.
+    /// The configuration for `group`: the defaults, the connection
+    /// properties of the group's `consumer` configuration, then `overrides`.
     pub(crate) fn new(
         group: Arc<str>,
-        properties: Vec<(String, String)>,
+        consumer: &ClientConfig,
         overrides: &[(String, String)],
     ) -> Self {
         let mut config = ClientConfig::new();
         for (key, value) in PRODUCER_DEFAULTS {
             config.set(key, value);
         }
-        for (key, value) in properties {
+        for (key, value) in consumer.config_map() {
             if SHARED_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) {
                 config.set(key, value);
             }
@@ -156,7 +156,7 @@ impl DeadLetterConfig {
         let producer = self.config.create().map_err(|err| self.error(err))?;
         Ok(DeadLetters {
             producer,
-            tracer: Arc::new(crate::span::tracer()),
+            tracer: crate::span::tracer(),
             group: self.group.clone(),
             metrics,
         })
@@ -187,7 +187,7 @@ impl DeadLetters {
                         &self.group,
                         given_up.record.topic(),
                         given_up.dlq,
-                        given_up.error.kind().as_str(),
+                        given_up.failure.error.kind().as_str(),
                     );
                     return;
                 }
@@ -224,16 +224,20 @@ impl DeadLetters {
             KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
             KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, given_up.dlq.to_owned()),
         ];
-        push_record_attributes(&mut attributes, record, given_up.record_key);
+        push_record_attributes(
+            &mut attributes,
+            record,
+            given_up.handler.options().record_key,
+        );
         let span = self.tracer.build_with_context(
             self.tracer
                 .span_builder(format!("send {}", given_up.dlq))
                 .with_kind(SpanKind::Producer)
                 .with_attributes(attributes),
-            given_up.parent,
+            &given_up.failure.span_cx,
         );
         let span = SendSpan {
-            cx: given_up.parent.with_span(span),
+            cx: given_up.failure.span_cx.with_span(span),
             answered: false,
         };
         let headers = copy_headers(given_up, &self.group, &span.cx);
@@ -273,33 +277,22 @@ impl SendSpan {
                 ),
                 KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, delivery.offset),
             ]),
-            Err(err) => self.failed(
-                &error_type(err),
+            Err(err) => record_failure(
+                &self.cx,
+                error_type(err),
                 "rdkafka::error::KafkaError",
                 &err.to_string(),
             ),
         }
         self.answered = true;
     }
-
-    fn failed(&self, error_type: &str, exception_type: &'static str, message: &str) {
-        let span = self.cx.span();
-        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
-        span.add_event(
-            "exception",
-            vec![
-                KeyValue::new(semconv::EXCEPTION_TYPE, exception_type),
-                KeyValue::new(semconv::EXCEPTION_MESSAGE, message.to_owned()),
-            ],
-        );
-        span.set_status(Status::error(message.to_owned()));
-    }
 }
 
 impl Drop for SendSpan {
     fn drop(&mut self) {
         if !self.answered {
-            self.failed(
+            record_failure(
+                &self.cx,
                 "cancelled",
                 "cancelled",
                 "the send was cancelled before the broker answered; the copy may still arrive",
@@ -362,12 +355,12 @@ fn copy_headers(given_up: &GivenUp<'_>, group: &str, send_cx: &Context) -> Owned
         add(headers::ORIGINAL_TIMESTAMP, &timestamp.to_string());
     }
     add(headers::GROUP, group);
-    add(headers::HANDLER, given_up.handler);
+    add(headers::HANDLER, given_up.handler.name());
     add(headers::ATTEMPTS, &given_up.attempts.to_string());
-    add(headers::ERROR_TYPE, given_up.error.kind().as_str());
+    add(headers::ERROR_TYPE, given_up.failure.error.kind().as_str());
     add(
         headers::ERROR_MESSAGE,
-        truncate(given_up.error.message(), headers::MAX_ERROR_MESSAGE),
+        truncate(given_up.failure.error.message(), headers::MAX_ERROR_MESSAGE),
     );
     headers
 }

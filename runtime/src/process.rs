@@ -86,19 +86,19 @@ impl Processor {
                 // whatever worker thread runs it; `instrument` does the same
                 // for the `tracing` span. Both name the one process span.
                 let run = AssertUnwindSafe(f(record)).catch_unwind();
-                let caught = match self.handler.options().timeout {
-                    None => {
-                        run.with_context(span.context().clone())
-                            .instrument(span.tracing_span().clone())
+                let timeout = self.handler.options().timeout;
+                async move {
+                    match timeout {
+                        None => run.await,
+                        Some(limit) => tokio::time::timeout(limit, run)
                             .await
+                            .unwrap_or_else(|_elapsed| Ok(Err(timed_out(limit)))),
                     }
-                    Some(limit) => tokio::time::timeout(limit, run)
-                        .with_context(span.context().clone())
-                        .instrument(span.tracing_span().clone())
-                        .await
-                        .unwrap_or_else(|_elapsed| Ok(Err(timed_out(limit)))),
-                };
-                caught.unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
+                }
+                .with_context(span.context().clone())
+                .instrument(span.tracing_span().clone())
+                .await
+                .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
             }
         };
         let Err(error) = outcome else {

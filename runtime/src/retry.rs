@@ -7,6 +7,8 @@
 //! librdkafka drops what it had fetched past the record and fetches it
 //! again on resume.
 
+use std::time::Duration;
+
 use rdkafka::message::OwnedMessage;
 
 use crate::backoff::Backoff;
@@ -14,15 +16,6 @@ use crate::dead_letter::{DeadLetters, GivenUp};
 use crate::metrics::Metrics;
 use crate::process::{Failure, Processor};
 use crate::record::Record;
-
-/// How a record's handling ended: either way it may now be committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Resolution {
-    /// An attempt succeeded.
-    Handled,
-    /// The broker acknowledged its dead-letter copy.
-    DeadLettered,
-}
 
 /// What resolving a record needs from its group.
 #[derive(Clone, Copy)]
@@ -36,13 +29,14 @@ impl Resolver<'_> {
     /// Retries `message` until an attempt succeeds, it fails permanently, or
     /// its retries are spent; then dead-letters it, or holds it when the
     /// handler has no dead-letter topic. `first` is the failure of attempt 1
-    /// when it already ran.
+    /// when it already ran. Either way, once this returns the record may be
+    /// committed.
     pub(crate) async fn resolve(
         self,
         processor: &Processor,
         message: &OwnedMessage,
         first: Option<Failure>,
-    ) -> Resolution {
+    ) {
         let record = Record::from_owned(message);
         let handler = processor.handler();
         let options = handler.options();
@@ -50,17 +44,15 @@ impl Resolver<'_> {
         let mut failure = match first {
             Some(failure) => failure,
             None => match processor.attempt(&record, attempts).await {
-                Ok(()) => return Resolution::Handled,
+                Ok(()) => return,
                 Err(failure) => failure,
             },
         };
 
         while !failure.error.is_permanent() && attempts <= options.retries {
-            tokio::time::sleep(options.backoff.delay(attempts)).await;
-            attempts += 1;
-            self.metrics.retried(self.group, record.topic());
-            match processor.attempt(&record, attempts).await {
-                Ok(()) => return Resolution::Handled,
+            let delay = options.backoff.delay(attempts);
+            match self.retry(processor, &record, &mut attempts, delay).await {
+                Ok(()) => return,
                 Err(next) => failure = next,
             }
         }
@@ -69,11 +61,9 @@ impl Resolver<'_> {
             let given_up = GivenUp {
                 record: &record,
                 dlq,
-                handler: handler.name(),
+                handler,
                 attempts,
-                error: &failure.error,
-                parent: &failure.span_cx,
-                record_key: options.record_key,
+                failure: &failure,
             };
             dead_letters
                 .send_until_acked(&given_up, &options.backoff)
@@ -89,7 +79,7 @@ impl Resolver<'_> {
                 error.type = failure.error.kind().as_str(),
                 "record dead-lettered"
             );
-            return Resolution::DeadLettered;
+            return;
         }
 
         // No dead-letter topic: never skip the record. Keep its partition
@@ -110,13 +100,24 @@ impl Resolver<'_> {
              (not committed, partition paused) and attempting it every {:?}",
             hold.max()
         );
-        loop {
-            tokio::time::sleep(hold.delay(1)).await;
-            attempts += 1;
-            self.metrics.retried(self.group, record.topic());
-            if processor.attempt(&record, attempts).await.is_ok() {
-                return Resolution::Handled;
-            }
-        }
+        while self
+            .retry(processor, &record, &mut attempts, hold.delay(1))
+            .await
+            .is_err()
+        {}
+    }
+
+    /// Waits `delay`, then makes the next attempt.
+    async fn retry(
+        self,
+        processor: &Processor,
+        record: &Record<'_>,
+        attempts: &mut u32,
+        delay: Duration,
+    ) -> Result<(), Failure> {
+        tokio::time::sleep(delay).await;
+        *attempts += 1;
+        self.metrics.retried(self.group, record.topic());
+        processor.attempt(record, *attempts).await
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry::{Context, KeyValue, StringValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -149,24 +149,35 @@ impl ProcessSpan {
     /// Records the attempt's failure, if it failed, on the span and ends it.
     pub(crate) fn finish(mut self, error: Option<&HandlerError>) {
         if let Some(error) = error {
-            self.record_error(error);
+            record_failure(
+                &self.cx,
+                error.kind().as_str(),
+                error.exception_type(),
+                error.message(),
+            );
         }
         self.finished = true;
     }
+}
 
-    fn record_error(&self, error: &HandlerError) {
-        let span = self.cx.span();
-        let kind = error.kind().as_str();
-        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, kind));
-        span.add_event(
-            "exception",
-            vec![
-                KeyValue::new(semconv::EXCEPTION_TYPE, error.exception_type().to_owned()),
-                KeyValue::new(semconv::EXCEPTION_MESSAGE, error.message().to_owned()),
-            ],
-        );
-        span.set_status(Status::error(error.message().to_owned()));
-    }
+/// Marks the span of `cx` failed, as the contract says: `error.type`, an
+/// `exception` event, and status Error with the message.
+pub(crate) fn record_failure(
+    cx: &Context,
+    error_type: impl Into<StringValue>,
+    exception_type: &str,
+    message: &str,
+) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.into()));
+    span.add_event(
+        "exception",
+        vec![
+            KeyValue::new(semconv::EXCEPTION_TYPE, exception_type.to_owned()),
+            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.to_owned()),
+        ],
+    );
+    span.set_status(Status::error(message.to_owned()));
 }
 
 impl Drop for ProcessSpan {
@@ -174,11 +185,12 @@ impl Drop for ProcessSpan {
         if !self.finished {
             // Dropped before `finish`: the attempt was cancelled (its future
             // was dropped) or unwound past us.
-            self.record_error(&HandlerError::new(
-                ErrorKind::Cancelled,
+            record_failure(
+                &self.cx,
+                ErrorKind::Cancelled.as_str(),
                 "cancelled",
                 "handler was cancelled before it finished",
-            ));
+            );
         }
         // Ending explicitly makes the span's end time the handler's, even if
         // user code cloned `tracing::Span::current()` into a longer-lived
