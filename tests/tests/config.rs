@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use kafka_handler::{handlers, kafka_handler, Backoff, Consumer, Error, Handler, Record};
+use kafka_handler::{
+    handlers, kafka_handler, Backoff, Consumer, ConsumerBuilder, Error, Handler, Record,
+};
 
 #[kafka_handler(topics = ["orders"], group = "billing")]
 fn bill(_payload: &[u8]) {}
@@ -10,7 +12,12 @@ fn bill(_payload: &[u8]) {}
 #[kafka_handler(topics = ["orders", "refunds"], group = "billing")]
 fn refund(_payload: &[u8]) {}
 
-fn build_error(builder: kafka_handler::ConsumerBuilder) -> String {
+/// A builder for a broker that is never reached: `build()` only checks.
+fn offline() -> ConsumerBuilder {
+    Consumer::builder().brokers("127.0.0.1:1")
+}
+
+fn build_error(builder: ConsumerBuilder) -> String {
     match builder.build() {
         Ok(consumer) => panic!("expected a configuration error, built {consumer:?}"),
         Err(error) => error.to_string(),
@@ -20,8 +27,7 @@ fn build_error(builder: kafka_handler::ConsumerBuilder) -> String {
 #[test]
 fn an_unknown_librdkafka_property_is_rejected_with_its_name() {
     let message = build_error(
-        Consumer::builder()
-            .brokers("127.0.0.1:1")
+        offline()
             .handlers(handlers![bill])
             .set("no.such.property", "1"),
     );
@@ -31,8 +37,7 @@ fn an_unknown_librdkafka_property_is_rejected_with_its_name() {
 #[test]
 fn auto_commit_cannot_be_turned_on() {
     let message = build_error(
-        Consumer::builder()
-            .brokers("127.0.0.1:1")
+        offline()
             .handlers(handlers![bill])
             .set("enable.auto.commit", "true"),
     );
@@ -51,15 +56,10 @@ fn brokers_are_required() {
 
 #[test]
 fn two_handlers_cannot_share_a_topic_in_one_group() {
-    let message = build_error(
-        Consumer::builder()
-            .brokers("127.0.0.1:1")
-            .handlers(handlers![bill, refund]),
-    );
+    let message = build_error(offline().handlers(handlers![bill, refund]));
     assert!(message.contains("both consume topic `orders`"), "{message}");
     // In different groups they can.
-    Consumer::builder()
-        .brokers("127.0.0.1:1")
+    offline()
         .handlers(handlers![bill])
         .handler(handlers![refund].remove(0).with_group("refunds"))
         .build()
@@ -68,10 +68,7 @@ fn two_handlers_cannot_share_a_topic_in_one_group() {
 
 #[test]
 fn at_least_one_handler_is_required() {
-    let error = Consumer::builder()
-        .brokers("127.0.0.1:1")
-        .build()
-        .unwrap_err();
+    let error = offline().build().unwrap_err();
     assert!(matches!(error, Error::Config(_)), "{error}");
 }
 
@@ -87,8 +84,8 @@ fn descriptors_carry_the_attribute() {
 }
 
 /// A builder with one handler, `handler`, on a broker that is never reached.
-fn with_handler(handler: Handler) -> kafka_handler::ConsumerBuilder {
-    Consumer::builder().brokers("127.0.0.1:1").handler(handler)
+fn with_handler(handler: Handler) -> ConsumerBuilder {
+    offline().handler(handler)
 }
 
 fn sync_handler() -> Handler {
