@@ -8,7 +8,13 @@ use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Meta, Signature, Token, UnOp};
 use crate::duration::parse_duration;
 
 const KEYS: &str =
-    "`topics`, `group`, `retries`, `backoff`, `dlq`, `timeout`, `record_key`, `crate`";
+    "`topics`, `group`, `batch`, `retries`, `backoff`, `dlq`, `timeout`, `record_key`, `crate`";
+
+/// The largest `max_records` (the runtime's `BatchOptions::MAX_RECORDS_LIMIT`).
+const MAX_RECORDS_LIMIT: u64 = 100_000;
+
+const BATCH_FORM: &str =
+    "expected `batch` or `batch(max_records = 500, max_wait = \"50ms\")` (both optional)";
 
 /// The checked arguments. Every value keeps its span for later errors.
 /// Options left out are `None`: the runtime's defaults apply.
@@ -22,6 +28,17 @@ pub(crate) struct HandlerArgs {
     pub(crate) timeout: Option<u64>,
     pub(crate) record_key: Option<bool>,
     pub(crate) krate: Option<syn::Path>,
+    /// `Some` for a batch handler.
+    pub(crate) batch: Option<BatchArgs>,
+}
+
+/// A checked `batch(..)`; what is left out takes the runtime's default.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct BatchArgs {
+    /// 1 to [`MAX_RECORDS_LIMIT`].
+    pub(crate) max_records: Option<u64>,
+    /// Nanoseconds, above zero.
+    pub(crate) max_wait: Option<u64>,
 }
 
 /// A checked `backoff`, in nanoseconds.
@@ -67,6 +84,7 @@ impl RawArgs {
         let mut timeout: Option<u64> = None;
         let mut record_key: Option<bool> = None;
         let mut krate: Option<syn::Path> = None;
+        let mut batch: Option<BatchArgs> = None;
         let mut seen: Vec<String> = Vec::new();
 
         for meta in self.0 {
@@ -86,6 +104,7 @@ impl RawArgs {
                 key.as_str(),
                 "topics"
                     | "group"
+                    | "batch"
                     | "retries"
                     | "backoff"
                     | "dlq"
@@ -107,6 +126,13 @@ impl RawArgs {
                 continue;
             }
             seen.push(key.clone());
+            if key == "batch" {
+                batch = errors.ok(parse_batch(&meta));
+                if let Some(problem) = batch_signature(sig) {
+                    errors.push(problem);
+                }
+                continue;
+            }
             let Meta::NameValue(name_value) = meta else {
                 errors.push(syn::Error::new_spanned(
                     &meta,
@@ -178,6 +204,7 @@ impl RawArgs {
                 timeout,
                 record_key,
                 krate,
+                batch,
             }),
             // Both were reported above, or their values were.
             _ => Err(syn::Error::new(Span::call_site(), "invalid arguments")),
@@ -312,6 +339,109 @@ fn parse_backoff(value: &Expr) -> syn::Result<Backoff> {
         )));
     }
     Ok(Backoff::Exponential { min, max })
+}
+
+/// `batch` or `batch(max_records = .., max_wait = "..")`.
+fn parse_batch(meta: &Meta) -> syn::Result<BatchArgs> {
+    let list = match meta {
+        Meta::Path(_) => return Ok(BatchArgs::default()),
+        Meta::List(list) => list,
+        Meta::NameValue(_) => return Err(syn::Error::new_spanned(meta, BATCH_FORM)),
+    };
+    let items = list
+        .parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+        .map_err(|err| syn::Error::new(err.span(), format!("{err}: {BATCH_FORM}")))?;
+    let mut errors = Errors::default();
+    let mut args = BatchArgs::default();
+    let mut seen: Vec<String> = Vec::new();
+    for item in items {
+        let key = item
+            .path()
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let Meta::NameValue(name_value) = &item else {
+            errors.push(syn::Error::new_spanned(&item, BATCH_FORM));
+            continue;
+        };
+        if seen.contains(&key) {
+            errors.push(syn::Error::new_spanned(
+                &name_value.path,
+                format!("duplicate `{key}`"),
+            ));
+            continue;
+        }
+        seen.push(key.clone());
+        let value = &name_value.value;
+        match key.as_str() {
+            "max_records" => args.max_records = errors.ok(parse_max_records(value)),
+            "max_wait" => args.max_wait = errors.ok(parse_max_wait(value)),
+            _ => errors.push(syn::Error::new_spanned(
+                &name_value.path,
+                "unknown `batch` option; expected `max_records` or `max_wait`",
+            )),
+        }
+    }
+    errors.finish().map(|()| args)
+}
+
+fn parse_max_records(value: &Expr) -> syn::Result<u64> {
+    let problem = || {
+        syn::Error::new_spanned(
+            value,
+            format!("`max_records` is a whole number from 1 to {MAX_RECORDS_LIMIT}, e.g. `max_records = 500`"),
+        )
+    };
+    let Expr::Lit(ExprLit {
+        lit: Lit::Int(lit), ..
+    }) = value
+    else {
+        return Err(problem());
+    };
+    match lit.base10_parse::<u64>() {
+        Ok(n) if (1..=MAX_RECORDS_LIMIT).contains(&n) => Ok(n),
+        _ => Err(problem()),
+    }
+}
+
+fn parse_max_wait(value: &Expr) -> syn::Result<u64> {
+    let lit = parse_str(
+        value,
+        "max_wait",
+        "a duration string literal, e.g. `max_wait = \"50ms\"`",
+    )?;
+    let text = lit.value();
+    match parse_duration(&text) {
+        Ok(0) => Err(syn::Error::new(
+            lit.span(),
+            "`max_wait` must be above zero: it is how long the first record of a batch waits \
+             for others, e.g. \"50ms\"",
+        )),
+        Ok(nanos) => Ok(nanos),
+        Err(problem) => Err(syn::Error::new(
+            lit.span(),
+            format!("invalid max_wait {text:?}: {problem}"),
+        )),
+    }
+}
+
+/// A batch handler takes exactly one argument, its `Batch<T>`.
+fn batch_signature(sig: &Signature) -> Option<syn::Error> {
+    match sig.inputs.len() {
+        1 => None,
+        0 => Some(syn::Error::new_spanned(
+            &sig.ident,
+            format!(
+                "a `batch` handler takes its records as one argument: `fn {}(batch: Batch<'_, Json<T>>)`",
+                sig.ident
+            ),
+        )),
+        _ => Some(syn::Error::new_spanned(
+            &sig.inputs,
+            "a `batch` handler takes exactly one argument, `Batch<T>`; read each record's key, \
+             headers and metadata from it (`record.record()`)",
+        )),
+    }
 }
 
 fn parse_timeout(value: &Expr) -> syn::Result<u64> {

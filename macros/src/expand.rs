@@ -196,7 +196,34 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
         },
     };
 
-    let constructor = if function.sig.asyncness.is_some() {
+    let constructor = if args.batch.is_some() {
+        let Some(FnArg::Typed(arg)) = function.sig.inputs.first() else {
+            unreachable!("a batch handler's single argument is checked before generation")
+        };
+        let ty = elide_lifetimes(arg.ty.to_token_stream(), &lifetimes);
+        let arg_name = &arg_names[0];
+        let decode = quote_spanned! {arg.ty.span()=>
+            <#ty as #private::FromBatch<'_>>::from_batch(__kh_input)
+        };
+        let synchronous = function
+            .sig
+            .asyncness
+            .is_none()
+            .then(|| quote!(.synchronous_batch()));
+        quote! {
+            fn __kh_invoke<'r>(__kh_input: #private::BatchInput<'r>) -> #private::HandlerFuture<'r> {
+                #private::Box::pin(async move {
+                    // Every record failed to decode: nothing to call it with.
+                    let ::core::option::Option::Some(#arg_name) = #decode else {
+                        return ::core::result::Result::Ok(());
+                    };
+                    let __kh_outcome: #private::Outcome = #into_outcome;
+                    __kh_outcome
+                })
+            }
+            #private::Handler::batch(__KH_NAME, [#(#topics),*], #group, __kh_invoke) #synchronous
+        }
+    } else if function.sig.asyncness.is_some() {
         quote! {
             fn __kh_invoke<'r>(__kh_record: &'r #private::Record<'r>) -> #private::HandlerFuture<'r> {
                 #private::Box::pin(async move {
@@ -240,6 +267,17 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
     }
     if let Some(timeout) = args.timeout {
         options.push(quote!(.with_timeout(#private::Duration::from_nanos(#timeout))));
+    }
+    if let Some(batch) = &args.batch {
+        let max_records = match batch.max_records {
+            Some(n) => proc_macro2::Literal::u64_unsuffixed(n).into_token_stream(),
+            None => quote!(#private::BatchOptions::DEFAULT_MAX_RECORDS),
+        };
+        let max_wait = match batch.max_wait {
+            Some(nanos) => quote!(#private::Duration::from_nanos(#nanos)),
+            None => quote!(#private::BatchOptions::DEFAULT_MAX_WAIT),
+        };
+        options.push(quote!(.with_batch(#private::BatchOptions::new(#max_records, #max_wait))));
     }
     if let Some(record_key) = args.record_key {
         options.push(quote!(.with_record_key(#record_key)));

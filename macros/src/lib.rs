@@ -23,6 +23,13 @@ use proc_macro::TokenStream;
 /// - `topics = ["a", "b"]` (required): the topics to consume; each name is
 ///   checked against Kafka's rule at compile time.
 /// - `group = "name"` (required): the consumer group.
+/// - `batch(max_records = 500, max_wait = "50ms")`: a batch handler. It
+///   takes one `Batch<T>` argument (`T`: any single-record argument type)
+///   holding up to `max_records` records of one partition, delivered once
+///   that many have arrived or `max_wait` after the first one did. Both are
+///   optional (defaults `500` and `"50ms"`); `max_records` is 1 to 100,000
+///   and `max_wait` above zero. `retries`, `dlq` and `timeout` apply as
+///   below: a failed record is retried alone; `timeout` bounds a whole call.
 /// - `retries = 3`: how many times a failed record is attempted again
 ///   before it is given up on, `0` to `u32::MAX`. Default `3`. A
 ///   permanent error (`HandlerError::permanent`) gives up at once.

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::commit::{self, OffsetTracker};
 use crate::dead_letter::{DeadLetterConfig, DeadLetters};
 use crate::error::Error;
+use crate::gather::Gathering;
 use crate::handler::Handler;
 use crate::metrics::Metrics;
 use crate::process::{Failure, Processor};
@@ -404,11 +405,12 @@ struct RunningGroup<'g> {
     metrics: Metrics,
 }
 
-/// A record being retried (or dead-lettered) on its paused partition,
+/// Records being retried (or dead-lettered) on their paused partition,
 /// abortable when the partition is revoked.
 type Lane<'g> = Abortable<BoxFuture<'g, Resolved>>;
 
-/// A record that needs no more attempts.
+/// A lane's records need no more attempts: the partition is handled up to
+/// `offset`.
 struct Resolved {
     topic: String,
     partition: i32,
@@ -456,8 +458,8 @@ impl ConnectedGroup {
     }
 }
 
-impl RunningGroup<'_> {
-    async fn run(&self, shutdown: &Shutdown) -> Result<(), Error> {
+impl<'s> RunningGroup<'s> {
+    async fn run(&'s self, shutdown: &Shutdown) -> Result<(), Error> {
         let topics: Vec<&str> = self.group.routes.iter().map(|(t, _)| t.as_str()).collect();
         self.consumer.subscribe(&topics).map_err(|err| {
             Error::kafka(
@@ -472,34 +474,52 @@ impl RunningGroup<'_> {
         let mut stream = self.consumer.stream();
         let commit_interval = self.group.timings.commit_interval;
         let mut next_commit = Instant::now() + commit_interval;
-        let mut held = Held::default();
-        let mut lanes: FuturesUnordered<Lane<'_>> = FuturesUnordered::new();
-        while !shutdown.is_triggered() {
+        let mut waiting = Waiting::default();
+        let mut lanes: FuturesUnordered<Lane<'s>> = FuturesUnordered::new();
+        'poll: while !shutdown.is_triggered() {
             if !lanes.is_empty() {
                 // Lanes progress on every turn, also while the stream
                 // always has a message ready.
                 while let Some(Some(resolved)) = lanes.next().now_or_never() {
-                    self.resolved(resolved, &mut held, &mut lanes);
+                    self.resolved(resolved, &mut waiting, &mut lanes);
+                }
+            }
+            if !waiting.gathering.is_empty() {
+                // Batches past their `max_wait` go out, also while the
+                // stream always has a message ready.
+                let now = Instant::now();
+                while let Some(batch) = waiting.gathering.take_due(now) {
+                    if !self
+                        .deliver(batch, shutdown, &mut waiting, &mut lanes)
+                        .await
+                    {
+                        break 'poll;
+                    }
                 }
             }
             let polled = match stream.next().now_or_never() {
                 Some(polled) => polled,
-                None => tokio::select! {
-                    polled = stream.next() => polled,
-                    Some(resolved) = lanes.next(), if !lanes.is_empty() => {
-                        self.resolved(resolved, &mut held, &mut lanes);
-                        continue;
+                None => {
+                    let batch_due = waiting.gathering.next_deadline();
+                    tokio::select! {
+                        polled = stream.next() => polled,
+                        Some(resolved) = lanes.next(), if !lanes.is_empty() => {
+                            self.resolved(resolved, &mut waiting, &mut lanes);
+                            continue;
+                        }
+                        () = shutdown.triggered() => break,
+                        () = tokio::time::sleep_until(next_commit) => {
+                            self.commit_if_due(&mut next_commit);
+                            continue;
+                        }
+                        () = sleep_until_some(batch_due) => continue,
                     }
-                    () = shutdown.triggered() => break,
-                    () = tokio::time::sleep_until(next_commit) => {
-                        self.commit_if_due(&mut next_commit);
-                        continue;
-                    }
-                },
+                }
             };
-            // Rebalance callbacks run inside the poll: drop the lanes of
-            // partitions this member lost before anything else.
-            self.drop_revoked(&mut held);
+            // Rebalance callbacks run inside the poll: drop the lanes and
+            // open batches of partitions this member lost before anything
+            // else.
+            self.drop_revoked(&mut waiting);
             let message = match polled {
                 Some(Ok(message)) => message,
                 Some(Err(err)) => {
@@ -508,17 +528,49 @@ impl RunningGroup<'_> {
                 }
                 None => break,
             };
-            if let Some(partition) = held.find_mut(message.topic(), message.partition()) {
+            if let Some(partition) = waiting.held.find_mut(message.topic(), message.partition()) {
                 // Fetched before the pause took effect: keep it, in order,
                 // behind the record being retried.
                 partition.pending.push_back(message.detach());
                 continue;
             }
-            if !self.handle(&message, shutdown, &mut held, &mut lanes).await {
+            let Some(processor) = self.group.processor_for(message.topic()) else {
+                tracing::warn!(
+                    target: "kafka_handler",
+                    topic = message.topic(),
+                    "record from a topic no handler consumes; skipped"
+                );
+                self.mark_done(message.topic(), message.partition(), message.offset());
+                continue;
+            };
+            if let Some(options) = processor.handler().batch_options() {
+                let Some(batch) = waiting.gathering.push(message, options, Instant::now()) else {
+                    continue;
+                };
+                if !self
+                    .deliver(batch, shutdown, &mut waiting, &mut lanes)
+                    .await
+                {
+                    break;
+                }
+            } else if !self
+                .handle(processor, &message, shutdown, &mut waiting, &mut lanes)
+                .await
+            {
                 break;
             }
             self.commit_if_due(&mut next_commit);
         }
+        if !waiting.gathering.is_empty() {
+            tracing::info!(
+                target: "kafka_handler",
+                group = %self.group.group,
+                records = waiting.gathering.records(),
+                "stopping with records waiting for their batch; they stay uncommitted and are \
+                 handled after a restart"
+            );
+        }
+        drop(waiting);
         drop(stream);
         if !lanes.is_empty() {
             tracing::info!(
@@ -536,45 +588,21 @@ impl RunningGroup<'_> {
     /// Handles one message's first attempt; `false` when its handler was
     /// cancelled at shutdown. A failed record is handed to a lane on its
     /// paused partition.
-    async fn handle<'s>(
+    async fn handle(
         &'s self,
+        processor: &'s Processor,
         message: &BorrowedMessage<'_>,
         shutdown: &Shutdown,
-        held: &mut Held,
+        waiting: &mut Waiting<'s>,
         lanes: &mut FuturesUnordered<Lane<'s>>,
     ) -> bool {
         let record = Record::from_message(message);
-        let Some(processor) = self.group.processor_for(record.topic()) else {
-            tracing::warn!(
-                target: "kafka_handler",
-                topic = record.topic(),
-                "record from a topic no handler consumes; skipped"
-            );
-            commit::lock(&self.tracker).mark_done(
-                record.topic(),
-                record.partition(),
-                record.offset(),
-            );
-            return true;
-        };
         let attempt = finish_within(
             processor.attempt(&record, 1),
             shutdown,
             self.group.timings.shutdown_timeout,
         );
-        let mut attempt = std::pin::pin!(attempt);
-        // Retrying records progress while this one runs.
-        let finished = loop {
-            if lanes.is_empty() {
-                break attempt.await;
-            }
-            tokio::select! {
-                biased;
-                finished = &mut attempt => break finished,
-                Some(resolved) = lanes.next() => self.resolved(resolved, held, lanes),
-            }
-        };
-        match finished {
+        match self.beside_lanes(attempt, waiting, lanes).await {
             None => {
                 tracing::warn!(
                     target: "kafka_handler",
@@ -586,36 +614,119 @@ impl RunningGroup<'_> {
                 false
             }
             Some(Ok(())) => {
-                commit::lock(&self.tracker).mark_done(
-                    record.topic(),
-                    record.partition(),
-                    record.offset(),
-                );
+                self.mark_done(record.topic(), record.partition(), record.offset());
                 true
             }
             Some(Err(failure)) => {
-                self.hold(message.detach(), failure, held, lanes);
+                let offset = record.offset();
+                self.hold(
+                    vec![(message.detach(), Some(failure))],
+                    offset,
+                    waiting,
+                    lanes,
+                );
                 true
             }
         }
     }
 
-    /// Pauses the message's partition and starts its lane.
-    fn hold<'s>(
+    /// Delivers one batch (records of one partition, in order) to its
+    /// handler; `false` when the handler was cancelled at shutdown. The
+    /// records before the first failed one are done at once; the failed
+    /// ones are handed to a lane on the paused partition, and the rest of
+    /// the batch is done once they are resolved.
+    async fn deliver(
         &'s self,
-        message: OwnedMessage,
-        failure: Failure,
-        held: &mut Held,
+        batch: Vec<BorrowedMessage<'s>>,
+        shutdown: &Shutdown,
+        waiting: &mut Waiting<'s>,
+        lanes: &mut FuturesUnordered<Lane<'s>>,
+    ) -> bool {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            return true;
+        };
+        let (topic, partition, last_offset) = (first.topic(), first.partition(), last.offset());
+        let Some(processor) = self.group.processor_for(topic) else {
+            return true;
+        };
+        let records: Vec<Record<'_>> = batch.iter().map(Record::from_message).collect();
+        let delivery = finish_within(
+            processor.deliver(&records),
+            shutdown,
+            self.group.timings.shutdown_timeout,
+        );
+        let Some(failures) = self.beside_lanes(delivery, waiting, lanes).await else {
+            tracing::warn!(
+                target: "kafka_handler",
+                topic,
+                partition,
+                first_offset = first.offset(),
+                records = batch.len(),
+                "batch handler cancelled at shutdown; its records stay uncommitted"
+            );
+            return false;
+        };
+        let Some((first_failed, _)) = failures.first() else {
+            self.mark_done(topic, partition, last_offset);
+            return true;
+        };
+        if *first_failed > 0 {
+            self.mark_done(topic, partition, batch[first_failed - 1].offset());
+        }
+        let failed = failures
+            .into_iter()
+            .map(|(index, failure)| (batch[index].detach(), Some(failure)))
+            .collect();
+        self.hold(failed, last_offset, waiting, lanes);
+        true
+    }
+
+    /// Runs `inline` to completion while the lanes of retried records keep
+    /// their schedule.
+    async fn beside_lanes<T>(
+        &'s self,
+        inline: impl Future<Output = T>,
+        waiting: &mut Waiting<'s>,
+        lanes: &mut FuturesUnordered<Lane<'s>>,
+    ) -> T {
+        let mut inline = std::pin::pin!(inline);
+        loop {
+            if lanes.is_empty() {
+                return inline.await;
+            }
+            tokio::select! {
+                biased;
+                finished = &mut inline => return finished,
+                Some(resolved) = lanes.next() => self.resolved(resolved, waiting, lanes),
+            }
+        }
+    }
+
+    fn mark_done(&self, topic: &str, partition: i32, offset: i64) {
+        commit::lock(&self.tracker).mark_done(topic, partition, offset);
+    }
+
+    /// Pauses the partition of `records` (failed records of one partition,
+    /// in order) and starts its lane, which resolves them and then marks
+    /// `done` handled.
+    fn hold(
+        &'s self,
+        records: Vec<(OwnedMessage, Option<Failure>)>,
+        done: i64,
+        waiting: &mut Waiting<'s>,
         lanes: &mut FuturesUnordered<Lane<'s>>,
     ) {
-        let (topic, partition) = (message.topic().to_owned(), message.partition());
+        let Some((first, _)) = records.first() else {
+            return;
+        };
+        let (topic, partition) = (first.topic().to_owned(), first.partition());
         let mut list = TopicPartitionList::new();
         list.add_partition(&topic, partition);
         if let Err(err) = self.consumer.pause(&list) {
             tracing::warn!(target: "kafka_handler", group = %self.group.group, topic, partition, error = %err, "pausing a partition failed");
         }
-        let abort = self.start_lane(message, Some(failure), lanes);
-        held.partitions.push(HeldPartition {
+        let abort = self.start_lane(records, done, lanes);
+        waiting.held.partitions.push(HeldPartition {
             topic,
             partition,
             abort,
@@ -623,10 +734,13 @@ impl RunningGroup<'_> {
         });
     }
 
-    fn start_lane<'s>(
+    /// Starts a lane that resolves `records` one after the other (each with
+    /// the failure of its first attempt, or `None` when it has not been
+    /// attempted), then reports `done` handled.
+    fn start_lane(
         &'s self,
-        message: OwnedMessage,
-        failure: Option<Failure>,
+        records: Vec<(OwnedMessage, Option<Failure>)>,
+        done: i64,
         lanes: &mut FuturesUnordered<Lane<'s>>,
     ) -> AbortHandle {
         let resolver = Resolver {
@@ -634,15 +748,21 @@ impl RunningGroup<'_> {
             dead_letters: self.dead_letters.as_ref(),
             metrics: &self.metrics,
         };
-        let processor = self.group.processor_for(message.topic());
+        let (topic, partition) = records
+            .first()
+            .map(|(message, _)| (message.topic().to_owned(), message.partition()))
+            .unwrap_or_default();
+        let processor = self.group.processor_for(&topic);
         let lane = async move {
             if let Some(processor) = processor {
-                resolver.resolve(processor, &message, failure).await;
+                for (message, failure) in records {
+                    resolver.resolve(processor, &message, failure).await;
+                }
             }
             Resolved {
-                topic: message.topic().to_owned(),
-                partition: message.partition(),
-                offset: message.offset(),
+                topic,
+                partition,
+                offset: done,
             }
         };
         let (lane, abort) = abortable(lane.boxed());
@@ -650,26 +770,28 @@ impl RunningGroup<'_> {
         abort
     }
 
-    /// A lane finished: its record may be committed; the partition's next
+    /// A lane finished: its records may be committed; the partition's next
     /// pending record gets a lane, or the partition resumes.
-    fn resolved<'s>(
+    fn resolved(
         &'s self,
         resolved: Result<Resolved, Aborted>,
-        held: &mut Held,
+        waiting: &mut Waiting<'s>,
         lanes: &mut FuturesUnordered<Lane<'s>>,
     ) {
         // Aborted: its partition was revoked, and already forgotten.
         let Ok(resolved) = resolved else { return };
         // A revoke may have run in the same poll that completed this lane:
         // never mark an offset of a partition this member no longer owns.
-        self.drop_revoked(held);
+        self.drop_revoked(waiting);
+        let held = &mut waiting.held;
         let Some(index) = held.position(&resolved.topic, resolved.partition) else {
             return;
         };
-        tracing::debug!(target: "kafka_handler", topic = %resolved.topic, partition = resolved.partition, offset = resolved.offset, "record resolved");
-        commit::lock(&self.tracker).mark_done(&resolved.topic, resolved.partition, resolved.offset);
+        tracing::debug!(target: "kafka_handler", topic = %resolved.topic, partition = resolved.partition, offset = resolved.offset, "records resolved");
+        self.mark_done(&resolved.topic, resolved.partition, resolved.offset);
         if let Some(next) = held.partitions[index].pending.pop_front() {
-            held.partitions[index].abort = self.start_lane(next, None, lanes);
+            let offset = next.offset();
+            held.partitions[index].abort = self.start_lane(vec![(next, None)], offset, lanes);
             return;
         }
         let partition = held.partitions.swap_remove(index);
@@ -680,8 +802,9 @@ impl RunningGroup<'_> {
         }
     }
 
-    /// Aborts the lanes of partitions revoked since the last poll.
-    fn drop_revoked(&self, held: &mut Held) {
+    /// Aborts the lanes, and drops the open batches, of partitions revoked
+    /// since the last poll.
+    fn drop_revoked(&self, waiting: &mut Waiting<'_>) {
         let context = self.consumer.context();
         // One atomic load per message; the swap and the lock only after a
         // revoke.
@@ -691,7 +814,8 @@ impl RunningGroup<'_> {
             return;
         }
         let revoked = std::mem::take(&mut *commit::lock(&context.revoked));
-        held.partitions.retain(|partition| {
+        waiting.gathering.drop_revoked(&revoked);
+        waiting.held.partitions.retain(|partition| {
             let lost = revoked
                 .iter()
                 .any(|(topic, p)| *p == partition.partition && *topic == partition.topic);
@@ -765,6 +889,22 @@ async fn finish_within<F: Future>(
     }
 }
 
+/// Records the poll loop has taken but not finished: partitions paused
+/// behind a retried record, and batches still filling.
+#[derive(Default)]
+struct Waiting<'m> {
+    held: Held,
+    gathering: Gathering<'m>,
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Partitions paused while one of their records is retried.
 #[derive(Default)]
 struct Held {
@@ -774,7 +914,7 @@ struct Held {
 struct HeldPartition {
     topic: String,
     partition: i32,
-    /// Aborts the lane of the record being retried.
+    /// Aborts the lane of the records being retried.
     abort: AbortHandle,
     /// Records of the partition fetched before the pause took effect.
     pending: VecDeque<OwnedMessage>,
@@ -837,7 +977,8 @@ impl ConsumerContext for GroupContext {
             return;
         };
         // Every record delivered before this poll has been handled (the loop
-        // handles a record before it polls again), so the tracker is exact.
+        // handles a record before it polls again) or is waiting, unmarked,
+        // in a batch or behind a retried record, so the tracker is exact.
         let pending = commit::lock(&self.tracker)
             .unconfirmed(|topic, partition| revoked.find_partition(topic, partition).is_some());
         if let Some(list) = pending {
@@ -894,6 +1035,17 @@ fn check_options(handler: &Handler) -> Result<(), Error> {
                  would be dead-lettered into the topic it came from, forever"
             )));
         }
+    }
+    if let Some(batch) = options.batch {
+        if !handler.is_batch() {
+            return Err(Error::Config(format!(
+                "handler `{name}` takes one record at a time; batch options need a batch handler \
+                 (`batch(..)` in `#[kafka_handler]`, or `Handler::batch`)"
+            )));
+        }
+        batch
+            .check()
+            .map_err(|problem| Error::Config(format!("handler `{name}`: {problem}")))?;
     }
     if let Some(timeout) = options.timeout {
         if timeout.is_zero() {

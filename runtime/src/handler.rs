@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
+use crate::batch::{BatchInput, BatchOptions};
 
 use crate::outcome::Outcome;
 use crate::record::Record;
@@ -17,12 +18,19 @@ pub type HandlerFuture<'r> = Pin<Box<dyn Future<Output = Outcome> + Send + 'r>>;
 
 type SyncFn = dyn Fn(&Record<'_>) -> Outcome + Send + Sync;
 type AsyncFn = dyn for<'r> Fn(&'r Record<'r>) -> HandlerFuture<'r> + Send + Sync;
+type BatchFn = dyn for<'r> Fn(BatchInput<'r>) -> HandlerFuture<'r> + Send + Sync;
 
 /// How the runtime calls the user's function.
 #[derive(Clone)]
 pub(crate) enum Invoke {
     Sync(Arc<SyncFn>),
     Async(Arc<AsyncFn>),
+    /// `is_async`: whether the future can be cancelled while the user's
+    /// code runs (a synchronous batch function runs in one poll).
+    Batch {
+        f: Arc<BatchFn>,
+        is_async: bool,
+    },
 }
 
 /// Per-handler options beyond topics and group.
@@ -45,7 +53,11 @@ pub struct HandlerOptions {
     pub dlq: Option<String>,
     /// How long one attempt of an async handler may run before it is
     /// cancelled and counted as a transient failure (default: no limit).
+    /// For a batch handler, one call with its whole batch.
     pub timeout: Option<Duration>,
+    /// How a batch handler's batches are cut (default: none, for a handler
+    /// of one record; [`BatchOptions::default`] for a batch handler).
+    pub batch: Option<BatchOptions>,
 }
 
 impl HandlerOptions {
@@ -61,6 +73,7 @@ impl Default for HandlerOptions {
             backoff: Backoff::default(),
             dlq: None,
             timeout: None,
+            batch: None,
         }
     }
 }
@@ -108,6 +121,45 @@ impl Handler {
         F: for<'r> Fn(&'r Record<'r>) -> HandlerFuture<'r> + Send + Sync + 'static,
     {
         Self::from_invoke(name, topics, group, Invoke::Async(Arc::new(f)))
+    }
+
+    /// A batch handler: called with up to `max_records` records of one
+    /// partition at a time (see [`Batch`](crate::Batch) and
+    /// [`with_batch`](Self::with_batch)). The function decodes its input
+    /// with [`Batch::from_input`](crate::Batch::from_input):
+    ///
+    /// ```ignore
+    /// Handler::batch("store", ["clicks"], "analytics", |input| {
+    ///     Box::pin(async move {
+    ///         let Some(batch) = Batch::<Json<Click>>::from_input(input) else { return Ok(()) };
+    ///         store(batch).await.into_outcome()
+    ///     })
+    /// })
+    /// ```
+    pub fn batch<F>(
+        name: impl Into<Cow<'static, str>>,
+        topics: impl IntoIterator<Item = impl Into<String>>,
+        group: impl Into<String>,
+        f: F,
+    ) -> Self
+    where
+        F: for<'r> Fn(BatchInput<'r>) -> HandlerFuture<'r> + Send + Sync + 'static,
+    {
+        let invoke = Invoke::Batch {
+            f: Arc::new(f),
+            is_async: true,
+        };
+        Self::from_invoke(name, topics, group, invoke).with_batch(BatchOptions::default())
+    }
+
+    /// Marks a batch handler's function as synchronous: its future does all
+    /// its work in one poll, so it cannot be cancelled by a `timeout`.
+    #[doc(hidden)]
+    pub fn synchronous_batch(mut self) -> Self {
+        if let Invoke::Batch { is_async, .. } = &mut self.invoke {
+            *is_async = false;
+        }
+        self
     }
 
     fn from_invoke(
@@ -170,6 +222,13 @@ impl Handler {
         self
     }
 
+    /// How the batches of a batch handler are cut. `build()` rejects it on
+    /// a handler of one record.
+    pub fn with_batch(mut self, batch: BatchOptions) -> Self {
+        self.options.batch = Some(batch);
+        self
+    }
+
     /// Replaces the handler's topics (for environment-specific topic names).
     pub fn with_topics(mut self, topics: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.topics = topics.into_iter().map(Into::into).collect();
@@ -204,7 +263,23 @@ impl Handler {
 
     /// Whether the handler is an `async fn`.
     pub fn is_async(&self) -> bool {
-        matches!(self.invoke, Invoke::Async(_))
+        match self.invoke {
+            Invoke::Sync(_) => false,
+            Invoke::Async(_) => true,
+            Invoke::Batch { is_async, .. } => is_async,
+        }
+    }
+
+    /// Whether the handler takes batches of records.
+    pub fn is_batch(&self) -> bool {
+        matches!(self.invoke, Invoke::Batch { .. })
+    }
+
+    /// A batch handler's batch options (the defaults when none were set);
+    /// `None` for a handler of one record.
+    pub(crate) fn batch_options(&self) -> Option<BatchOptions> {
+        self.is_batch()
+            .then(|| self.options.batch.unwrap_or_default())
     }
 }
 
@@ -216,6 +291,7 @@ impl fmt::Debug for Handler {
             .field("group", &self.group)
             .field("options", &self.options)
             .field("async", &self.is_async())
+            .field("batch", &self.is_batch())
             .finish()
     }
 }

@@ -34,11 +34,13 @@
 //! headers) is in the README.
 
 mod backoff;
+mod batch;
 mod commit;
 mod consumer;
 pub mod dead_letter;
 mod error;
 mod extract;
+mod gather;
 mod handler;
 pub mod metrics;
 mod outcome;
@@ -51,6 +53,7 @@ mod span;
 pub mod testing;
 
 pub use backoff::Backoff;
+pub use batch::{Batch, BatchInput, BatchOptions, BatchRecord, FromBatch, Processed};
 pub use consumer::{Consumer, ConsumerBuilder, BROKERS_ENV};
 pub use error::Error;
 pub use extract::{FromRecord, Json, Key};
@@ -65,6 +68,7 @@ pub use shutdown::Shutdown;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::backoff::Backoff;
+    pub use crate::batch::{BatchInput, BatchOptions, FromBatch};
     pub use crate::extract::FromRecord;
     pub use crate::handler::{Handler, HandlerFactory, HandlerFuture, HandlerOptions};
     pub use crate::outcome::{IntoOutcome, Outcome};

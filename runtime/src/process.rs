@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::Context;
 use tracing::Instrument as _;
 
-use crate::handler::{Handler, Invoke};
+use crate::batch::{BatchInput, Shared};
+use crate::handler::{Handler, HandlerFuture, Invoke};
 use crate::outcome::{ErrorKind, HandlerError, Outcome};
+use crate::propagation::extract_parent_context;
 use crate::record::Record;
 use crate::span::{ProcessSpan, SpanScope, TopicNames};
 
@@ -71,7 +74,8 @@ impl Processor {
             .map_err(|failure| failure.error)
     }
 
-    /// Attempt number `attempt` (1-based) at `record`.
+    /// Attempt number `attempt` (1-based) at `record`. A batch handler is
+    /// called with a batch of this one record, under the attempt's span.
     pub(crate) async fn attempt(&self, record: &Record<'_>, attempt: u32) -> Result<(), Failure> {
         let span = ProcessSpan::start(&self.scope, record, attempt);
         let outcome = match &self.handler.invoke {
@@ -81,24 +85,13 @@ impl Processor {
                 std::panic::catch_unwind(AssertUnwindSafe(|| f(record)))
                     .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
             }
-            Invoke::Async(f) => {
-                // `with_context` makes the context current on every poll,
-                // whatever worker thread runs it; `instrument` does the same
-                // for the `tracing` span. Both name the one process span.
-                let run = AssertUnwindSafe(f(record)).catch_unwind();
-                let timeout = self.handler.options().timeout;
-                async move {
-                    match timeout {
-                        None => run.await,
-                        Some(limit) => tokio::time::timeout(limit, run)
-                            .await
-                            .unwrap_or_else(|_elapsed| Ok(Err(timed_out(limit)))),
-                    }
-                }
-                .with_context(span.context().clone())
-                .instrument(span.tracing_span().clone())
-                .await
-                .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
+            Invoke::Async(f) => self.run(f(record), &span).await,
+            Invoke::Batch { f, .. } => {
+                let shared = Shared::single(self.handler.name(), attempt);
+                let records = std::slice::from_ref(record);
+                let outcome = self.run(f(BatchInput::new(records, &shared)), &span).await;
+                // A failure the record's scope reported is the attempt's.
+                outcome.and_then(|()| shared.single_outcome())
             }
         };
         let Err(error) = outcome else {
@@ -106,23 +99,98 @@ impl Processor {
             return Ok(());
         };
         span.tracing_span().in_scope(|| {
-            tracing::warn!(
-                target: "kafka_handler",
-                handler = self.handler.name(),
-                topic = record.topic(),
-                partition = record.partition(),
-                offset = record.offset(),
-                attempt,
-                error.type = error.kind().as_str(),
-                permanent = error.is_permanent(),
-                error = %error.message(),
-                "record handling failed"
-            );
+            log_failure(self.handler.name(), record, attempt, &error);
         });
         let span_cx = span.context().clone();
         span.finish(Some(&error));
         Err(Failure { error, span_cx })
     }
+
+    /// One delivery of a batch handler: `records` are of one partition, in
+    /// offset order. Opens the batch span, runs the handler under it, and
+    /// returns the records that failed (by index), each with its failure
+    /// recorded on a span in its own trace.
+    ///
+    /// A handler that is not a batch handler takes the records one by one.
+    pub(crate) async fn deliver(&self, records: &[Record<'_>]) -> Vec<(usize, Failure)> {
+        let Invoke::Batch { f, .. } = &self.handler.invoke else {
+            let mut failures = Vec::new();
+            for (index, record) in records.iter().enumerate() {
+                if let Err(failure) = self.attempt(record, 1).await {
+                    failures.push((index, failure));
+                }
+            }
+            return failures;
+        };
+        let Some(first) = records.first() else {
+            return Vec::new();
+        };
+        let parents: Vec<Context> = records
+            .iter()
+            .map(|record| extract_parent_context(record.headers()))
+            .collect();
+        let span =
+            ProcessSpan::start_batch(&self.scope, first.topic(), first.partition(), &parents);
+        let batch = span.context().span().span_context().clone();
+        let shared = Shared::delivery(self.handler.name(), &self.scope, &parents, batch);
+        let outcome = self.run(f(BatchInput::new(records, &shared)), &span).await;
+        if let Err(error) = &outcome {
+            span.tracing_span().in_scope(|| {
+                tracing::warn!(
+                    target: "kafka_handler",
+                    handler = self.handler.name(),
+                    topic = first.topic(),
+                    partition = first.partition(),
+                    first_offset = first.offset(),
+                    records = records.len(),
+                    error.type = error.kind().as_str(),
+                    error = %error.message(),
+                    "batch handling failed; each of its records is retried alone"
+                );
+            });
+            shared.fail_all(records, error);
+        }
+        span.finish(outcome.err().as_ref());
+        shared.into_failures()
+    }
+
+    /// Runs an async handler's future under `span` (current on every poll,
+    /// whatever worker thread runs it), catching panics, within the
+    /// handler's timeout.
+    async fn run(&self, handler: HandlerFuture<'_>, span: &ProcessSpan) -> Outcome {
+        let run = AssertUnwindSafe(handler).catch_unwind();
+        let timeout = self.handler.options().timeout;
+        async move {
+            match timeout {
+                None => run.await,
+                Some(limit) => tokio::time::timeout(limit, run)
+                    .await
+                    .unwrap_or_else(|_elapsed| Ok(Err(timed_out(limit)))),
+            }
+        }
+        // `with_context` and `instrument` name the one span, for
+        // OpenTelemetry and `tracing`.
+        .with_context(span.context().clone())
+        .instrument(span.tracing_span().clone())
+        .await
+        .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
+    }
+}
+
+/// Logs a failed attempt at `record`.
+pub(crate) fn log_failure(handler: &str, record: &Record<'_>, attempt: u32, error: &HandlerError) {
+    tracing::warn!(
+        target: "kafka_handler",
+        handler,
+        topic = record.topic(),
+        partition = record.partition(),
+        offset = record.offset(),
+        attempt,
+        error.type = error.kind().as_str(),
+        permanent = error.is_permanent(),
+        error = %error.message(),
+        "record handling failed"
+    );
 }
 
 /// A failed attempt: why, and the context of its (ended) span, the parent

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, StringValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -86,6 +86,19 @@ impl ProcessSpan {
     /// activated yet: see [`Self::context`] and [`Self::tracing_span`].
     pub(crate) fn start(scope: &SpanScope, record: &Record<'_>, attempt: u32) -> Self {
         let parent_cx = extract_parent_context(record.headers());
+        Self::start_with_parent(scope, record, attempt, parent_cx, None)
+    }
+
+    /// As [`Self::start`], with the record's context already extracted, and
+    /// a link to the span of the batch the record was delivered in.
+    pub(crate) fn start_with_parent(
+        scope: &SpanScope,
+        record: &Record<'_>,
+        attempt: u32,
+        parent_cx: Context,
+        batch: Option<&SpanContext>,
+    ) -> Self {
+        let batch = batch.filter(|batch| batch.is_valid());
         let names = scope.names(record.topic());
 
         // The `tracing` span carries what a log line needs: the record's
@@ -106,15 +119,19 @@ impl ProcessSpan {
             if !tracing_span.is_disabled() && tracing_span.set_parent(parent_cx.clone()).is_ok() {
                 // The layer owns the span; `context()` builds it now, with
                 // the producer's context as parent.
+                if let Some(batch) = batch {
+                    tracing_span.add_link(batch.clone());
+                }
                 (tracing_span.context(), true)
             } else {
-                let span = scope.tracer.build_with_context(
-                    scope
-                        .tracer
-                        .span_builder(names.span_name)
-                        .with_kind(SpanKind::Consumer),
-                    &parent_cx,
-                );
+                let mut builder = scope
+                    .tracer
+                    .span_builder(names.span_name)
+                    .with_kind(SpanKind::Consumer);
+                if let Some(batch) = batch {
+                    builder = builder.with_links(vec![Link::with_context(batch.clone())]);
+                }
+                let span = scope.tracer.build_with_context(builder, &parent_cx);
                 (parent_cx.with_span(span), false)
             };
         let span_ref = cx.span();
@@ -128,6 +145,71 @@ impl ProcessSpan {
                 position_recorded,
                 attempt,
             ));
+        }
+        Self {
+            cx,
+            tracing_span,
+            finished: false,
+        }
+    }
+
+    /// Starts the span of one delivery of a batch handler: `process {topic}`
+    /// with `messaging.batch.message_count`, one link per record whose
+    /// producer's context (`parents`) is valid, and the ambient context as
+    /// parent, not any record's.
+    pub(crate) fn start_batch(
+        scope: &SpanScope,
+        topic: &str,
+        partition: i32,
+        parents: &[Context],
+    ) -> Self {
+        let names = scope.names(topic);
+        let links = parents
+            .iter()
+            .map(|cx| cx.span().span_context().clone())
+            .filter(SpanContext::is_valid);
+        let ambient = Context::current();
+        let tracing_span = tracing::info_span!(
+            target: "kafka_handler",
+            "process",
+            otel.name = names.span_name,
+            otel.kind = "consumer",
+            messaging.destination.name = names.topic,
+            messaging.destination.partition.id = %partition,
+            messaging.batch.message_count = parents.len(),
+        );
+        let (cx, position_recorded) =
+            if !tracing_span.is_disabled() && tracing_span.set_parent(ambient.clone()).is_ok() {
+                for link in links {
+                    tracing_span.add_link(link);
+                }
+                (tracing_span.context(), true)
+            } else {
+                let builder = scope
+                    .tracer
+                    .span_builder(names.span_name)
+                    .with_kind(SpanKind::Consumer)
+                    .with_links(links.map(Link::with_context).collect());
+                let span = scope.tracer.build_with_context(builder, &ambient);
+                (ambient.with_span(span), false)
+            };
+        let span_ref = cx.span();
+        if span_ref.is_recording() {
+            let mut attributes = common_attributes(scope);
+            if !position_recorded {
+                attributes.extend([
+                    KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, names.topic),
+                    KeyValue::new(
+                        semconv::MESSAGING_DESTINATION_PARTITION_ID,
+                        partition_id(partition),
+                    ),
+                    KeyValue::new(
+                        semconv::MESSAGING_BATCH_MESSAGE_COUNT,
+                        i64::try_from(parents.len()).unwrap_or(i64::MAX),
+                    ),
+                ]);
+            }
+            span_ref.set_attributes(attributes);
         }
         Self {
             cx,
@@ -206,14 +288,8 @@ fn process_attributes(
     position_recorded: bool,
     attempt: u32,
 ) -> Vec<KeyValue> {
-    let mut attributes = Vec::with_capacity(11);
-    attributes.extend([
-        KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
-        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
-        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
-        KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, scope.group.clone()),
-        KeyValue::new(ATTEMPT, i64::from(attempt)),
-    ]);
+    let mut attributes = common_attributes(scope);
+    attributes.push(KeyValue::new(ATTEMPT, i64::from(attempt)));
     // Unless the `tracing` span's fields already became these attributes.
     if !position_recorded {
         attributes.extend([
@@ -226,6 +302,19 @@ fn process_attributes(
         ]);
     }
     push_record_attributes(&mut attributes, record, scope.record_key);
+    attributes
+}
+
+/// What every `process` span carries, for one record or a batch: the
+/// system, the operation, the group and the client id.
+fn common_attributes(scope: &SpanScope) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(11);
+    attributes.extend([
+        KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
+        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
+        KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, scope.group.clone()),
+    ]);
     if let Some(client_id) = &scope.client_id {
         attributes.push(KeyValue::new(
             semconv::MESSAGING_CLIENT_ID,
