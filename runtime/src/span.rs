@@ -169,6 +169,7 @@ impl ProcessSpan {
             .map(|cx| cx.span().span_context().clone())
             .filter(SpanContext::is_valid);
         let ambient = Context::current();
+        let count = i64::try_from(parents.len()).unwrap_or(i64::MAX);
         let tracing_span = tracing::info_span!(
             target: "kafka_handler",
             "process",
@@ -176,7 +177,7 @@ impl ProcessSpan {
             otel.kind = "consumer",
             messaging.destination.name = names.topic,
             messaging.destination.partition.id = %partition,
-            messaging.batch.message_count = parents.len(),
+            messaging.batch.message_count = count,
         );
         let (cx, position_recorded) =
             if !tracing_span.is_disabled() && tracing_span.set_parent(ambient.clone()).is_ok() {
@@ -203,10 +204,7 @@ impl ProcessSpan {
                         semconv::MESSAGING_DESTINATION_PARTITION_ID,
                         partition_id(partition),
                     ),
-                    KeyValue::new(
-                        semconv::MESSAGING_BATCH_MESSAGE_COUNT,
-                        i64::try_from(parents.len()).unwrap_or(i64::MAX),
-                    ),
+                    KeyValue::new(semconv::MESSAGING_BATCH_MESSAGE_COUNT, count),
                 ]);
             }
             span_ref.set_attributes(attributes);

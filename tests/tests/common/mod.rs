@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod batches;
 pub mod scenarios;
 
 use std::collections::HashMap;
@@ -51,8 +52,11 @@ static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
 pub fn telemetry(mode: Mode) -> &'static Telemetry {
     let telemetry = TELEMETRY.get_or_init(|| {
         let exporter = InMemorySpanExporter::default();
+        // A batch span links every record of its batch: room for the
+        // largest batches the tests cut (the SDK's default is 128).
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
+            .with_max_links_per_span(1024)
             .build();
         global::set_tracer_provider(provider.clone());
         global::set_text_map_propagator(TraceContextPropagator::new());
@@ -429,6 +433,16 @@ macro_rules! contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn each_attempt_and_the_dead_letter_copy_stay_in_the_producers_trace() {
             common::scenarios::retried_then_dead_lettered($mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_batch_span_links_each_record_and_each_record_keeps_its_trace() {
+            common::batches::batch_links_and_record_traces($mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_batch_links_only_valid_contexts_and_dead_letters_bad_payloads_alone() {
+            common::batches::batch_of_mixed_records($mode).await;
         }
     };
 }
