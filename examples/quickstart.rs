@@ -3,10 +3,15 @@
 //! Starts the embedded broker (librdkafka's mock cluster, or the cluster in
 //! `KAFKA_BROKERS`), produces orders from a "checkout" service, each in its
 //! own trace, plus one order without trace headers and one with a malformed
-//! `traceparent`. Two `#[kafka_handler]` functions in two consumer groups
-//! handle them. Billing order 4 keeps failing: it is retried twice, then
-//! dead-lettered to `orders.dlq`, where a third handler picks it up in the
-//! same trace. Every resulting trace is printed as a tree.
+//! `traceparent`. Three `#[kafka_handler]` functions in three consumer
+//! groups handle them: billing and audit one record at a time, the
+//! warehouse in batches. Billing order 4 keeps failing: it is retried twice,
+//! then dead-lettered to `orders.dlq`, where a review handler picks it up in
+//! the same trace. Every resulting trace is printed as a tree, with each
+//! span's links: a warehouse batch is one `process orders` span in a trace
+//! of its own, linked to the producer of each order in it that carries a
+//! trace context, and each order packed gets its own `process orders` span
+//! in that order's trace, linked back to the batch span.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -18,10 +23,11 @@ use std::time::Duration;
 
 use kafka_handler::testing::{EmbeddedBroker, TestRecord};
 use kafka_handler::{
-    handlers, kafka_handler, Consumer, Json, Key, RecordHeaders, RecordMeta, Shutdown,
+    handlers, kafka_handler, Batch, Consumer, HandlerError, Json, Key, RecordHeaders, RecordMeta,
+    Shutdown,
 };
 use opentelemetry::trace::{
-    SpanId, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+    SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer, TracerProvider as _,
 };
 use opentelemetry::{global, Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -49,6 +55,7 @@ impl std::fmt::Display for GatewayDown {
 static BILLED: AtomicUsize = AtomicUsize::new(0);
 static AUDITED: AtomicUsize = AtomicUsize::new(0);
 static REVIEWED: AtomicUsize = AtomicUsize::new(0);
+static PACKED: AtomicUsize = AtomicUsize::new(0);
 
 /// Bills an order. Runs inside the order's trace: the span below is a child
 /// of this record's `process orders` span. A failure is retried twice with
@@ -72,6 +79,31 @@ async fn bill(order: Json<Order>, meta: &RecordMeta) -> Result<(), GatewayDown> 
 fn audit(payload: &str, key: Key<'_>) {
     AUDITED.fetch_add(1, Ordering::Relaxed);
     tracing::info!(key = key.as_str(), bytes = payload.len(), "audited");
+}
+
+/// Packs orders in batches, in a third group so it sees every order: up to
+/// 100 orders of one partition per call, cut 50 ms after the first arrived.
+/// The call runs under one `process orders` batch span, linked to each
+/// order's producer; each `order.process(..)` runs under that order's own
+/// `process orders` span, a child of its producer's span (so the `pack box`
+/// span below lands in the order's trace). A failure inside `process` would
+/// fail that order alone; returning `Err` would fail the whole batch.
+#[kafka_handler(topics = ["orders"], group = "warehouse",
+                batch(max_records = 100, max_wait = "50ms"))]
+async fn pack(batch: Batch<'_, Json<Order>>) -> Result<(), HandlerError> {
+    tracing::info!(
+        orders = batch.len(),
+        partition = batch.partition(),
+        "packing a batch"
+    );
+    for order in &batch {
+        order.process(|order| {
+            let _box = tracing::info_span!("pack box", order.id = order.id).entered();
+            tracing::info!(order.id = order.id, "packed");
+            PACKED.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    Ok(())
 }
 
 /// Reviews dead-lettered orders: its span lands in the order's own trace,
@@ -130,6 +162,10 @@ async fn checkout(broker: &EmbeddedBroker, order_id: u64, cents: u64) {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let exporter = InMemorySpanExporter::default();
+    // A batch span has one link per record, and the SDK keeps 128 links per
+    // span by default: `pack`'s batches (100 at most) fit. A handler with a
+    // larger `max_records` needs `.with_max_links_per_span(max_records)`
+    // here (or `OTEL_SPAN_LINK_COUNT_LIMIT`).
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
@@ -180,16 +216,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .header("traceparent", "00-NOT-A-VALID-TRACEPARENT-01"),
         )
         .await?;
-    // Billing: five succeed and one is dead-lettered; audit: all six.
+    // Billing: five succeed and one is dead-lettered; audit and the
+    // warehouse: all six.
     let done = || {
         BILLED.load(Ordering::Relaxed) == 5
             && AUDITED.load(Ordering::Relaxed) == 6
             && REVIEWED.load(Ordering::Relaxed) == 1
+            && PACKED.load(Ordering::Relaxed) == 6
     };
 
     let mut builder = Consumer::builder()
         .brokers(broker.bootstrap_servers())
-        .handlers(handlers![bill, audit, review])
+        .handlers(handlers![bill, audit, review, pack])
         .tracer_provider(provider.clone());
     for (key, value) in broker.consumer_properties() {
         builder = builder.set(key, value);
@@ -201,10 +239,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while !done() {
         if tokio::time::Instant::now() > deadline {
             return Err(format!(
-                "not done within 30 s: {} of 5 billed, {} of 6 audited, {} of 1 reviewed",
+                "not done within 30 s: {} of 5 billed, {} of 6 audited, {} of 1 reviewed, \
+                 {} of 6 packed",
                 BILLED.load(Ordering::Relaxed),
                 AUDITED.load(Ordering::Relaxed),
-                REVIEWED.load(Ordering::Relaxed)
+                REVIEWED.load(Ordering::Relaxed),
+                PACKED.load(Ordering::Relaxed)
             )
             .into());
         }
@@ -217,9 +257,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Prints spans as one tree per trace.
+/// Prints spans as one tree per trace; under each span, where its links
+/// point (a batch span's producers, a batched record's batch span).
 fn print_traces(spans: &[SpanData]) {
-    let mut traces: Vec<(opentelemetry::trace::TraceId, Vec<&SpanData>)> = Vec::new();
+    let by_id: HashMap<SpanId, &SpanData> = spans
+        .iter()
+        .map(|s| (s.span_context.span_id(), s))
+        .collect();
+    let mut traces: Vec<(TraceId, Vec<&SpanData>)> = Vec::new();
     for span in spans {
         let trace_id = span.span_context.trace_id();
         match traces.iter_mut().find(|(id, _)| *id == trace_id) {
@@ -239,12 +284,18 @@ fn print_traces(spans: &[SpanData]) {
             .filter(|s| !ids.contains(&s.parent_span_id))
             .collect();
         for (i, root) in roots.iter().enumerate() {
-            print_span(root, &members, "", i + 1 == roots.len());
+            print_span(root, &members, &by_id, "", i + 1 == roots.len());
         }
     }
 }
 
-fn print_span(span: &SpanData, all: &[&SpanData], prefix: &str, last: bool) {
+fn print_span(
+    span: &SpanData,
+    all: &[&SpanData],
+    by_id: &HashMap<SpanId, &SpanData>,
+    prefix: &str,
+    last: bool,
+) {
     let attribute = |key: &str| {
         span.attributes
             .iter()
@@ -257,6 +308,7 @@ fn print_span(span: &SpanData, all: &[&SpanData], prefix: &str, last: bool) {
         ("partition", "messaging.destination.partition.id"),
         ("offset", "messaging.kafka.offset"),
         ("key", "messaging.kafka.message.key"),
+        ("batch.message_count", "messaging.batch.message_count"),
         ("attempt", "kafka_handler.attempt"),
         ("error.type", "error.type"),
     ] {
@@ -267,20 +319,22 @@ fn print_span(span: &SpanData, all: &[&SpanData], prefix: &str, last: bool) {
             None => {}
         }
     }
+    if attribute("messaging.batch.message_count").is_some() {
+        // A batch span: one link per record with a valid context.
+        details.push(format!("links={}", span.links.len()));
+        if span.links.dropped_count > 0 {
+            details.push(format!("dropped_links={}", span.links.dropped_count));
+        }
+    }
     if let Status::Error { description } = &span.status {
         details.push(format!("status=Error({description})"));
     }
-    let kind = match span.span_kind {
-        SpanKind::Server => " [server]",
-        SpanKind::Producer => " [producer]",
-        SpanKind::Consumer => " [consumer]",
-        _ => "",
-    };
     println!(
-        "{prefix}{} {}{kind}  span={} {}",
+        "{prefix}{} {}  span={}{}{}",
         if last { "└─" } else { "├─" },
-        span.name,
+        describe(span),
         span.span_context.span_id(),
+        if details.is_empty() { "" } else { " " },
         details.join(" ")
     );
     let children: Vec<&SpanData> = all
@@ -289,7 +343,42 @@ fn print_span(span: &SpanData, all: &[&SpanData], prefix: &str, last: bool) {
         .filter(|s| s.parent_span_id == span.span_context.span_id())
         .collect();
     let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
-    for (i, child) in children.iter().enumerate() {
-        print_span(child, all, &child_prefix, i + 1 == children.len());
+    let link_prefix = format!(
+        "{child_prefix}{}",
+        if children.is_empty() { " " } else { "│" }
+    );
+    for link in span.links.iter() {
+        let target = &link.span_context;
+        let described = by_id
+            .get(&target.span_id())
+            .map(|linked| {
+                let batch = linked
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "messaging.batch.message_count")
+                    .map(|kv| format!(" (batch of {})", kv.value))
+                    .unwrap_or_default();
+                format!("{}{batch} ", describe(linked))
+            })
+            .unwrap_or_default();
+        println!(
+            "{link_prefix}  ⇢ link: {described}span={} in trace {}",
+            target.span_id(),
+            target.trace_id()
+        );
     }
+    for (i, child) in children.iter().enumerate() {
+        print_span(child, all, by_id, &child_prefix, i + 1 == children.len());
+    }
+}
+
+/// A span's name and kind.
+fn describe(span: &SpanData) -> String {
+    let kind = match span.span_kind {
+        SpanKind::Server => " [server]",
+        SpanKind::Producer => " [producer]",
+        SpanKind::Consumer => " [consumer]",
+        _ => "",
+    };
+    format!("{}{kind}", span.name)
 }

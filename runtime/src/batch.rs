@@ -176,7 +176,7 @@ impl<'r, T: FromRecord<'r>> Batch<'r, T> {
                 }),
                 Err(error) => {
                     let span_cx = input.shared.record_span_failure(index, record, &error);
-                    log_failure(input.shared.handler, record, 1, &error);
+                    log_failure(input.shared.handler, record, input.shared.attempt, &error);
                     input.shared.failed(index, error, span_cx);
                 }
             }

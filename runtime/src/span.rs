@@ -164,10 +164,10 @@ impl ProcessSpan {
         parents: &[Context],
     ) -> Self {
         let names = scope.names(topic);
-        let links = parents
-            .iter()
-            .map(|cx| cx.span().span_context().clone())
-            .filter(SpanContext::is_valid);
+        // A record without a valid context gets no link: both
+        // `SpanBuilder::with_links` and the layer's `add_link` drop invalid
+        // span contexts.
+        let links = parents.iter().map(|cx| cx.span().span_context().clone());
         let ambient = Context::current();
         let count = i64::try_from(parents.len()).unwrap_or(i64::MAX);
         let tracing_span = tracing::info_span!(

@@ -436,3 +436,49 @@ async fn a_trickle_is_delivered_after_max_wait() {
     let sizes: Vec<usize> = calls(&topic).iter().map(Vec::len).collect();
     assert_eq!(sizes, [1; 10], "ten batches of one");
 }
+
+#[kafka_handler(topics = ["held"], group = "held", batch(max_records = 500, max_wait = "50ms"),
+                backoff = "10ms")]
+fn held(batch: Batch<'_, &Record<'_>>) {
+    note_call(&batch);
+    for item in &batch {
+        item.process(|record| {
+            note_handled(record);
+            if record.partition() == 0 && record.offset() == 3 {
+                return Err(HandlerError::permanent("no dead-letter topic for this one"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Without a dead-letter topic a failed record of a batch is held: the
+/// records before it commit, nothing after it does while it fails, and the
+/// other partition flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_record_stops_its_partitions_commits_at_itself() {
+    telemetry_();
+    let broker = EmbeddedBroker::start().unwrap();
+    let (topic, group) = new_topic(&broker, "held", 2).await;
+    for partition in [0, 1] {
+        for _ in 0..10 {
+            send(&broker, TestRecord::new(&topic, b"{}").partition(partition)).await;
+        }
+    }
+    let (shutdown, running) = start_consumer(&broker, retarget(handlers![held], &topic, &group));
+    wait_for_commits(WAIT, &broker, &group, &topic, &[3, 10]).await;
+    wait_until(WAIT, "the held record attempted five times", || {
+        calls(&topic)
+            .iter()
+            .filter(|offsets| **offsets == [3])
+            .count()
+            >= 5
+    })
+    .await;
+    stop_consumer(shutdown, running).await;
+    assert_eq!(
+        common::committed(&broker, &group, &topic, 2).await,
+        [Some(3), Some(10)],
+        "partition 0 commits up to its held record, and no further"
+    );
+}
