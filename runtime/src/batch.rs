@@ -512,9 +512,12 @@ impl<'d> Shared<'d> {
     /// on its own: the whole batch failed. One span per record, in its own
     /// trace.
     pub(crate) fn fail_all(&self, records: &[Record<'_>], error: &HandlerError) {
-        let already: Vec<usize> = lock(&self.failures).iter().map(|f| f.index).collect();
+        let mut already = vec![false; records.len()];
+        for failure in lock(&self.failures).iter() {
+            already[failure.index] = true;
+        }
         for (index, record) in records.iter().enumerate() {
-            if !already.contains(&index) {
+            if !already[index] {
                 let span_cx = self.record_span_failure(index, record, error);
                 self.failed(index, error.clone(), span_cx);
             }

@@ -647,6 +647,8 @@ impl<'s> RunningGroup<'s> {
         };
         let (topic, partition, last_offset) = (first.topic(), first.partition(), last.offset());
         let Some(processor) = self.group.processor_for(topic) else {
+            // Batches are only cut for a topic's batch handler.
+            self.mark_done(topic, partition, last_offset);
             return true;
         };
         let records: Vec<Record<'_>> = batch.iter().map(Record::from_message).collect();

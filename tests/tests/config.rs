@@ -205,3 +205,65 @@ fn dead_letter_producer_properties_are_checked_even_without_a_dlq() {
     assert!(message.contains("no.such.producer.property"), "{message}");
     assert!(message.contains("dead-letter producer"), "{message}");
 }
+
+#[kafka_handler(topics = ["clicks"], group = "analytics", batch)]
+async fn store(_batch: kafka_handler::Batch<'_, &[u8]>) {}
+
+#[kafka_handler(topics = ["clicks"], group = "analytics", batch)]
+fn count(_batch: kafka_handler::Batch<'_, &[u8]>) {}
+
+fn batch(handler: Handler, options: kafka_handler::BatchOptions) -> ConsumerBuilder {
+    with_handler(handler.with_batch(options))
+}
+
+#[test]
+fn valid_batch_options_build() {
+    let options = kafka_handler::BatchOptions::new(100_000, Duration::from_nanos(1));
+    batch(handlers![store].remove(0), options)
+        .build()
+        .expect("the largest batch and the shortest wait are valid");
+}
+
+#[test]
+fn batch_options_need_a_batch_handler() {
+    let message = build_error(batch(sync_handler(), Default::default()));
+    assert!(message.contains("takes one record at a time"), "{message}");
+    assert!(message.contains("Handler::batch"), "{message}");
+}
+
+#[test]
+fn batch_sizes_outside_one_to_a_hundred_thousand_are_rejected() {
+    for max_records in [0, 100_001] {
+        let options = kafka_handler::BatchOptions::new(max_records, Duration::from_millis(50));
+        let message = build_error(batch(handlers![store].remove(0), options));
+        assert!(
+            message.contains(&format!("`max_records` is {max_records}")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_zero_max_wait_is_rejected() {
+    let options = kafka_handler::BatchOptions::new(10, Duration::ZERO);
+    let message = build_error(batch(handlers![store].remove(0), options));
+    assert!(
+        message.contains("`max_wait` must be above zero"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_synchronous_batch_handler_cannot_have_a_timeout() {
+    let handler = handlers![count]
+        .remove(0)
+        .with_timeout(Duration::from_secs(1));
+    let message = build_error(with_handler(handler));
+    assert!(message.contains("is synchronous"), "{message}");
+    let handler = handlers![store]
+        .remove(0)
+        .with_timeout(Duration::from_secs(1));
+    with_handler(handler)
+        .build()
+        .expect("an async batch handler can time out");
+}
