@@ -30,6 +30,11 @@
 //! # }
 //! ```
 //!
+//! A batch handler (`batch(max_records = 500, max_wait = "50ms")`) takes one
+//! [`Batch`] argument: one batch span per delivery, linked to every record's
+//! producer, and each record's code under its own context and span (see
+//! [`BatchRecord::process`]).
+//!
 //! The tracing contract (span names, attributes, what happens to malformed
 //! headers) is in the README.
 
