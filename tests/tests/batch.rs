@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use common::batches::{batch_spans, record_spans};
 use common::{
-    attribute, error_type, header, new_topic, new_topic_with_dlq, read_all, send, start_consumer,
-    stop_consumer, telemetry, traced, wait_for_commits, wait_until, Mode, Telemetry, FAST,
+    assert_continues, error_type, header, int_attribute, new_topic, new_topic_with_dlq, read_all,
+    retarget, send, start_consumer, stop_consumer, telemetry, traced, wait_for_commits, wait_until,
+    Mode, Telemetry, FAST,
 };
 use kafka_handler::testing::{EmbeddedBroker, TestRecord};
-use kafka_handler::{handlers, kafka_handler, Batch, Handler, HandlerError, Record};
+use kafka_handler::{handlers, kafka_handler, Batch, HandlerError, Record};
 use opentelemetry::trace::SpanContext;
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
@@ -63,20 +64,6 @@ fn handled(topic: &str) -> Vec<i64> {
         .filter(|(t, _)| t == topic)
         .map(|(_, offset)| *offset)
         .collect()
-}
-
-fn retarget(handlers: Vec<Handler>, topic: &str, group: &str) -> Vec<Handler> {
-    handlers
-        .into_iter()
-        .map(|h| h.with_topics([topic]).with_group(group))
-        .collect()
-}
-
-fn int(span: &SpanData, key: &str) -> i64 {
-    match attribute(span, key) {
-        Some(Value::I64(n)) => n,
-        other => panic!("{key} is {other:?}"),
-    }
 }
 
 /// `count` traced records on partition 0 of `topic`: their producers, by offset.
@@ -156,7 +143,7 @@ async fn failed_records_are_dead_lettered_alone_and_the_rest_commit() {
         let producer = &producers[offset as usize];
         let failed = record_spans(&spans)
             .into_iter()
-            .find(|s| int(s, "messaging.kafka.offset") == offset)
+            .find(|s| int_attribute(s, "messaging.kafka.offset") == offset)
             .expect("the record's span");
         assert_eq!(
             failed.span_context.trace_id(),
@@ -271,20 +258,22 @@ async fn a_failed_record_is_retried_alone_in_its_own_trace() {
     assert_eq!(
         batch_spans(&spans)
             .iter()
-            .map(|b| int(b, "messaging.batch.message_count"))
+            .map(|b| int_attribute(b, "messaging.batch.message_count"))
             .sum::<i64>(),
         20,
         "the retry opened no batch span"
     );
     let attempts: Vec<SpanData> = record_spans(&spans)
         .into_iter()
-        .filter(|s| int(s, "messaging.kafka.offset") == 5)
+        .filter(|s| int_attribute(s, "messaging.kafka.offset") == 5)
         .collect();
     assert_eq!(attempts.len(), 2, "two attempts at record 5");
     for (n, attempt) in attempts.iter().enumerate() {
-        assert_eq!(int(attempt, "kafka_handler.attempt"), n as i64 + 1);
-        assert_eq!(attempt.span_context.trace_id(), producers[5].trace_id());
-        assert_eq!(attempt.parent_span_id, producers[5].span_id());
+        assert_eq!(
+            int_attribute(attempt, "kafka_handler.attempt"),
+            n as i64 + 1
+        );
+        assert_continues(attempt, Some(&producers[5]), "record 5");
     }
     assert_eq!(error_type(&attempts[0]), Some(Value::from("handler")));
     assert_eq!(error_type(&attempts[1]), None);
@@ -356,7 +345,7 @@ async fn a_whole_batch_error_fails_every_record() {
     for (offset, producer) in producers.iter().enumerate() {
         let attempts: Vec<SpanData> = record_spans(&spans)
             .into_iter()
-            .filter(|s| int(s, "messaging.kafka.offset") == offset as i64)
+            .filter(|s| int_attribute(s, "messaging.kafka.offset") == offset as i64)
             .collect();
         assert_eq!(
             attempts.len(),
@@ -366,8 +355,7 @@ async fn a_whole_batch_error_fails_every_record() {
         assert_eq!(error_type(&attempts[0]), Some(Value::from("handler")));
         assert_eq!(error_type(&attempts[1]), None);
         for attempt in &attempts {
-            assert_eq!(attempt.span_context.trace_id(), producer.trace_id());
-            assert_eq!(attempt.parent_span_id, producer.span_id());
+            assert_continues(attempt, Some(producer), &format!("@{offset}"));
         }
     }
     assert_eq!(

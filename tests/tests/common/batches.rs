@@ -14,8 +14,9 @@ use opentelemetry_sdk::trace::SpanData;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{
-    attribute, error_type, new_topic, new_topic_with_dlq, read_all, send, start_consumer,
-    stop_consumer, telemetry, traced_headers, wait_until, Mode, TestHeaders,
+    assert_continues, attribute, error_type, int_attribute, new_topic, new_topic_with_dlq,
+    read_all, retarget, send, start_consumer, stop_consumer, telemetry, traced_headers, wait_until,
+    Mode, TestHeaders,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -100,13 +101,6 @@ async fn walk(batch: Batch<'_, &Record<'_>>) {
     }
 }
 
-fn retarget(handlers: Vec<Handler>, topic: &str, group: &str) -> Vec<Handler> {
-    handlers
-        .into_iter()
-        .map(|h| h.with_topics([topic]).with_group(group))
-        .collect()
-}
-
 /// The finished batch spans of `topic` (those with a message count).
 pub fn batch_spans(spans: &[SpanData]) -> Vec<SpanData> {
     spans
@@ -132,20 +126,13 @@ fn message_count(span: &SpanData) -> i64 {
     }
 }
 
-fn int(span: &SpanData, key: &str) -> i64 {
-    match attribute(span, key) {
-        Some(Value::I64(n)) => n,
-        other => panic!("{key} is {other:?}"),
-    }
-}
-
 fn position(span: &SpanData) -> (i32, i64) {
     let partition = attribute(span, "messaging.destination.partition.id")
         .expect("a partition id")
         .to_string()
         .parse()
         .expect("a numeric partition id");
-    (partition, int(span, "messaging.kafka.offset"))
+    (partition, int_attribute(span, "messaging.kafka.offset"))
 }
 
 /// Issue test 1 and 2: 500 records from 500 traces over two partitions.
@@ -256,7 +243,7 @@ pub async fn batch_links_and_record_traces(mode: Mode) {
             producer.span_id(),
             "{at:?}: child of its producer"
         );
-        assert_eq!(int(span, "kafka_handler.attempt"), 1);
+        assert_eq!(int_attribute(span, "kafka_handler.attempt"), 1);
         assert_eq!(span.links.links.len(), 1, "{at:?}: one link, to its batch");
         assert!(batch_ids.contains(&span.links.links[0].span_context.span_id()));
         assert!(
@@ -428,31 +415,17 @@ pub async fn batch_of_mixed_records(mode: Mode) {
     assert_eq!(per_record.len(), 24, "one span per record, decoded or not");
     let by_offset: HashMap<i64, &SpanData> = per_record
         .iter()
-        .map(|s| (int(s, "messaging.kafka.offset"), s))
+        .map(|s| (int_attribute(s, "messaging.kafka.offset"), s))
         .collect();
     let mut roots = HashSet::new();
     for (kind, producer, offset) in &sent {
         let span = by_offset[offset];
-        match producer {
-            Some(producer) => {
-                assert_eq!(
-                    span.span_context.trace_id(),
-                    producer.trace_id(),
-                    "{kind} @{offset}"
-                );
-                assert_eq!(span.parent_span_id, producer.span_id(), "{kind} @{offset}");
-            }
-            None => {
-                assert_eq!(
-                    span.parent_span_id,
-                    SpanId::INVALID,
-                    "{kind} @{offset}: a new root"
-                );
-                assert!(
-                    roots.insert(span.span_context.trace_id()),
-                    "a trace of its own"
-                );
-            }
+        assert_continues(span, producer.as_ref(), &format!("{kind} @{offset}"));
+        if producer.is_none() {
+            assert!(
+                roots.insert(span.span_context.trace_id()),
+                "a trace of its own"
+            );
         }
         if *kind == "bad-json" {
             assert_eq!(error_type(span), Some(Value::from("deserialization")));

@@ -325,6 +325,47 @@ pub async fn wait_for_acknowledged_copy(telemetry: &Telemetry, dlq: &str, limit:
     .await;
 }
 
+/// `handlers` consuming `topic` in `group` instead of their own.
+pub fn retarget(handlers: Vec<Handler>, topic: &str, group: &str) -> Vec<Handler> {
+    handlers
+        .into_iter()
+        .map(|h| h.with_topics([topic]).with_group(group))
+        .collect()
+}
+
+/// The integer attribute `key` of `span`; panics when it is missing or not
+/// an integer.
+pub fn int_attribute(span: &SpanData, key: &str) -> i64 {
+    match attribute(span, key) {
+        Some(Value::I64(n)) => n,
+        other => panic!("{key} is {other:?}"),
+    }
+}
+
+/// Asserts that `span` is a child of `producer` in its trace, or, without
+/// one, the root of a new trace.
+pub fn assert_continues(span: &SpanData, producer: Option<&SpanContext>, what: &str) {
+    match producer {
+        Some(producer) => {
+            assert_eq!(
+                span.span_context.trace_id(),
+                producer.trace_id(),
+                "{what}: its producer's trace"
+            );
+            assert_eq!(
+                span.parent_span_id,
+                producer.span_id(),
+                "{what}: a child of its producer"
+            );
+        }
+        None => assert_eq!(
+            span.parent_span_id,
+            opentelemetry::trace::SpanId::INVALID,
+            "{what}: no context, a new root"
+        ),
+    }
+}
+
 /// The value of attribute `key` on `span`.
 pub fn attribute(span: &SpanData, key: &str) -> Option<Value> {
     span.attributes

@@ -7,17 +7,16 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use kafka_handler::testing::{unique_topic, EmbeddedBroker, TestRecord};
-use kafka_handler::{
-    handlers, kafka_handler, Handler, HandlerError, Key, Processor, Record, Shutdown,
-};
+use kafka_handler::{handlers, kafka_handler, HandlerError, Key, Processor, Record, Shutdown};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceId};
 use opentelemetry::Context;
 use rdkafka::message::{Header, OwnedHeaders};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{
-    assert_child_of, assert_process_attributes, attribute, new_topic, new_topic_with_dlq, send,
-    start_consumer, stop_consumer, telemetry, traced, traced_headers, wait_until, Mode,
+    assert_child_of, assert_continues, assert_process_attributes, attribute, new_topic,
+    new_topic_with_dlq, retarget, send, start_consumer, stop_consumer, telemetry, traced,
+    traced_headers, wait_until, Mode,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -114,13 +113,6 @@ async fn refuse(record: &Record<'_>, key: Key<'_>) -> Result<(), HandlerError> {
 #[kafka_handler(topics = ["stall"], group = "stall")]
 async fn stall() {
     std::future::pending::<()>().await;
-}
-
-fn retarget(handlers: Vec<Handler>, topic: &str, group: &str) -> Vec<Handler> {
-    handlers
-        .into_iter()
-        .map(|h| h.with_topics([topic]).with_group(group))
-        .collect()
 }
 
 /// 300 records from 300 producer traces over 3 partitions, interleaved: each
@@ -245,27 +237,14 @@ pub async fn no_leaks_between_records(mode: Mode) {
             let key = attribute(span, "messaging.kafka.message.key")
                 .unwrap()
                 .to_string();
-            match producers.get(&key) {
-                Some(producer) => {
-                    assert_eq!(
-                        span.span_context.trace_id(),
-                        producer.trace_id(),
-                        "{label} {key}"
-                    );
-                    assert_eq!(span.parent_span_id, producer.span_id(), "{label} {key}");
-                }
-                None => {
-                    assert_eq!(
-                        span.parent_span_id,
-                        SpanId::INVALID,
-                        "{label} {key}: a record without headers is a root"
-                    );
-                    assert_ne!(
-                        span.span_context.trace_id(),
-                        previous_trace,
-                        "{label} {key}: not the previous record's trace"
-                    );
-                }
+            let producer = producers.get(&key);
+            assert_continues(span, producer, &format!("{label} {key}"));
+            if producer.is_none() {
+                assert_ne!(
+                    span.span_context.trace_id(),
+                    previous_trace,
+                    "{label} {key}: not the previous record's trace"
+                );
             }
             previous_trace = span.span_context.trace_id();
         }
