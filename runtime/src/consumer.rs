@@ -528,19 +528,21 @@ impl<'s> RunningGroup<'s> {
                 }
                 None => break,
             };
-            if let Some(partition) = waiting.held.find_mut(message.topic(), message.partition()) {
+            // rdkafka measures and checks the topic name on every call.
+            let topic = message.topic();
+            if let Some(partition) = waiting.held.find_mut(topic, message.partition()) {
                 // Fetched before the pause took effect: keep it, in order,
                 // behind the record being retried.
                 partition.pending.push_back(message.detach());
                 continue;
             }
-            let Some(processor) = self.group.processor_for(message.topic()) else {
+            let Some(processor) = self.group.processor_for(topic) else {
                 tracing::warn!(
                     target: "kafka_handler",
-                    topic = message.topic(),
+                    topic,
                     "record from a topic no handler consumes; skipped"
                 );
-                self.mark_done(message.topic(), message.partition(), message.offset());
+                self.mark_done(topic, message.partition(), message.offset());
                 continue;
             };
             if let Some(options) = processor.handler().batch_options() {

@@ -19,6 +19,10 @@ pub(crate) struct Gathering<'m> {
 }
 
 struct OpenBatch<'m> {
+    /// The partition's, kept: rdkafka measures and checks a message's topic
+    /// name on every `topic()` call.
+    topic: String,
+    partition: i32,
     messages: Vec<BorrowedMessage<'m>>,
     max_records: usize,
     deadline: Instant,
@@ -26,8 +30,7 @@ struct OpenBatch<'m> {
 
 impl OpenBatch<'_> {
     fn is_of(&self, topic: &str, partition: i32) -> bool {
-        let first = &self.messages[0];
-        first.partition() == partition && first.topic() == topic
+        self.partition == partition && self.topic == topic
     }
 }
 
@@ -40,19 +43,23 @@ impl<'m> Gathering<'m> {
         options: BatchOptions,
         now: Instant,
     ) -> Option<Vec<BorrowedMessage<'m>>> {
+        let (topic, partition) = (message.topic(), message.partition());
         let position = self
             .open
             .iter()
-            .position(|batch| batch.is_of(message.topic(), message.partition()));
+            .position(|batch| batch.is_of(topic, partition));
         let index = match position {
             Some(index) => {
                 self.open[index].messages.push(message);
                 index
             }
             None => {
+                let topic = topic.to_owned();
                 let mut messages = Vec::with_capacity(options.max_records().min(1024));
                 messages.push(message);
                 self.open.push(OpenBatch {
+                    topic,
+                    partition,
                     messages,
                     max_records: options.max_records(),
                     deadline: now + options.max_wait(),
@@ -89,8 +96,8 @@ impl<'m> Gathering<'m> {
             if lost {
                 tracing::debug!(
                     target: "kafka_handler",
-                    topic = batch.messages[0].topic(),
-                    partition = batch.messages[0].partition(),
+                    topic = batch.topic,
+                    partition = batch.partition,
                     records = batch.messages.len(),
                     "partition revoked while its batch was open; its new owner handles the records"
                 );
