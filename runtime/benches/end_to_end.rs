@@ -6,7 +6,7 @@
 //! 16 partitions of one topic, counts what the mock actually kept (the sum of
 //! high minus low watermarks: the mock silently drops old data beyond about
 //! 5 MiB per partition), then reads the whole topic from the earliest offset
-//! with a fresh consumer group per run, in six configurations:
+//! with a fresh consumer group per run, in eight configurations:
 //!
 //! - `raw BaseConsumer`: rdkafka's `BaseConsumer` poll loop reading the
 //!   payload and iterating the headers. The floor, and the baseline of every
@@ -21,12 +21,23 @@
 //! - `kafka-handler, tracing off` / `kafka-handler, 100% sampled`: the
 //!   `kafka_handler::Consumer` with a no-op `#[kafka_handler]` function that
 //!   counts records in a static and triggers the `Shutdown` at the last one.
+//! - `kafka-handler batch, tracing off` / `kafka-handler batch, 100%
+//!   sampled`: the same `Consumer` with a batch handler,
+//!   `batch(max_records = 500, max_wait = "50ms")`, that walks its batch and
+//!   does the same work for each record inside the record's own scope
+//!   (`record.process(|payload| ..)`: the record's context and its own
+//!   `process` span, linked to the batch's `process` span, which links every
+//!   record's producer). The trace-correct way to write a batch handler.
 //!
 //! "Tracing off" means no tracer provider is installed (the global no-op).
 //! "100% sampled" installs a fresh SDK provider per run: the default
 //! `ParentBased(AlwaysOn)` sampler, the batch span processor with its default
-//! configuration, and an exporter that counts and discards; the table reports
-//! how many spans reached it. The global propagator is
+//! configuration, `max_links_per_span` raised from the SDK's 128 to 1024 (a
+//! 500-record batch span has 500 links; no other span has more than one, so
+//! the limit changes nothing for them), and an exporter that counts spans and
+//! links and discards them; the table reports how many spans reached it (the
+//! batch span processor drops spans when its 2048-span queue is full) and
+//! that no link was dropped. The global propagator is
 //! `TraceContextPropagator` throughout, so extraction runs even with tracing
 //! off. No `tracing` subscriber is installed.
 //!
@@ -41,19 +52,32 @@
 //! threshold). `BENCH_FETCH_QUEUE_BACKOFF_MS=default` reproduces it.
 //!
 //! Each run's time is the wall time from the first record handled to the last
-//! one (group join and shutdown are excluded). The set of six runs is
+//! one (group join and shutdown are excluded). For the batch handler, "handled"
+//! is the record's `process` scope: the first batch's records arrive before
+//! the clock starts, but partitions arrive in runs of thousands of records,
+//! so that is one batch (about 0.5 ms). Its runs also end with a tail: a
+//! partition's last batch is partial when a batch was cut by `max_wait`
+//! before (a partition's records stop arriving for more than 50 ms while the
+//! consumer reads the others), and it waits for `max_wait`. The batch table
+//! reports that tail and the rate up to the end of the last full batch
+//! beside the first-to-last rate. The set of eight runs is
 //! repeated `BENCH_REPEATS` times (default 5), in a rotated order each time,
 //! reversed every other time, and the table reports medians and ratios
 //! against the raw `BaseConsumer` of the same process. The mock's rate is a
 //! property of the mock: compare the ratios, not the absolute figures.
 //!
 //! Run it with `cargo bench -p kafka-handler --bench end_to_end`
-//! (`BENCH_RECORDS=50000 cargo bench ...` for a quicker run).
+//! (`BENCH_RECORDS=50000 cargo bench ...` for a quicker run). For profiling,
+//! `BENCH_ONLY=kh-on,batch-on` runs only the configurations named (by the
+//! names of the per-run lines) and skips the tables, and
+//! `BENCH_BATCH_TIMELINE=1` prints every call of the batch handler.
 
 mod common;
 
 use common::produce::TracedProducer;
-use common::{consumer_properties, env_u64, median, round_order, run_consumer, Telemetry};
+use common::{
+    consumer_properties, env_u64, median, round_order, run_consumer, Exported, Telemetry,
+};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -61,7 +85,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use kafka_handler::testing::EmbeddedBroker;
-use kafka_handler::{handlers, kafka_handler, Consumer, Shutdown};
+use kafka_handler::{
+    handlers, kafka_handler, Batch, BatchOptions, Consumer, HandlerFactory, Shutdown,
+};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::noop::NoopTracerProvider;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _};
@@ -99,6 +125,29 @@ struct RunState {
 
 #[kafka_handler(topics = ["bench-e2e"], group = "bench")]
 fn count(payload: &[u8]) {
+    count_record(payload);
+}
+
+/// The batch handler: every record of the batch handled in its own scope
+/// (its own context and `process` span, linked to the batch span), with the
+/// same work as [`count`].
+#[kafka_handler(
+    topics = ["bench-e2e"],
+    group = "bench",
+    batch(max_records = 500, max_wait = "50ms")
+)]
+fn count_batch(batch: Batch<'_, &[u8]>) {
+    let start = Instant::now();
+    for record in &batch {
+        record.process(|payload| count_record(payload));
+    }
+    note_batch(start, &batch);
+}
+
+/// The no-op handler's work on one record: count it, time the first and the
+/// last, and trigger the shutdown at the last.
+#[inline(always)]
+fn count_record(payload: &[u8]) {
     black_box(payload);
     let handled = HANDLED.fetch_add(1, Ordering::Relaxed) + 1;
     if handled == 1 {
@@ -110,6 +159,55 @@ fn count(payload: &[u8]) {
         if let Some(shutdown) = &run.shutdown {
             shutdown.trigger();
         }
+    }
+}
+
+/// The batch handler's `max_records` and `max_wait` (as in its attribute).
+const BATCH_MAX_RECORDS: usize = 500;
+const BATCH_MAX_WAIT: Duration = Duration::from_millis(50);
+/// The batch handler's calls in the current run.
+static BATCHES: Mutex<BatchStats> = Mutex::new(BatchStats::new());
+
+/// What the batch handler's calls of one run saw.
+#[derive(Clone, Debug)]
+struct BatchStats {
+    /// Calls, and how many of them had `BATCH_MAX_RECORDS` records (the
+    /// others were cut by `max_wait`).
+    calls: u64,
+    full: u64,
+    /// Time spent inside the calls.
+    busy: Duration,
+    /// The end of the last full call, and the records handled by then.
+    last_full: Option<(Instant, u64)>,
+    /// Every call (start, duration, records, partition), when
+    /// `BENCH_BATCH_TIMELINE` is set.
+    timeline: Option<Vec<(Instant, Duration, usize, i32)>>,
+}
+
+impl BatchStats {
+    const fn new() -> Self {
+        Self {
+            calls: 0,
+            full: 0,
+            busy: Duration::ZERO,
+            last_full: None,
+            timeline: None,
+        }
+    }
+}
+
+/// Notes one call of the batch handler, which started at `start`.
+fn note_batch(start: Instant, batch: &Batch<'_, &[u8]>) {
+    let end = Instant::now();
+    let mut stats = BATCHES.lock().unwrap_or_else(|poison| poison.into_inner());
+    stats.calls += 1;
+    stats.busy += end - start;
+    if batch.len() >= BATCH_MAX_RECORDS {
+        stats.full += 1;
+        stats.last_full = Some((end, HANDLED.load(Ordering::Relaxed)));
+    }
+    if let Some(timeline) = &mut stats.timeline {
+        timeline.push((start, end - start, batch.len(), batch.partition()));
     }
 }
 
@@ -152,12 +250,34 @@ fn produce(broker: &EmbeddedBroker, records: u64) -> u64 {
 // ---------------------------------------------------------------------------
 // The consumers.
 
+/// What the batch handler's calls of one run amounted to.
+#[derive(Clone, Copy, Debug)]
+struct BatchRun {
+    calls: u64,
+    full: u64,
+    busy: Duration,
+    /// Records handled up to the end of the last full batch, and the time
+    /// from the first record to then: the run without its end-of-input tail
+    /// (the last, partial, batches of partitions wait for `max_wait`).
+    to_last_full: Option<(u64, Duration)>,
+}
+
+impl BatchRun {
+    fn records_per_sec_to_last_full(&self) -> Option<f64> {
+        let (read, elapsed) = self.to_last_full?;
+        Some(read as f64 / elapsed.as_secs_f64().max(1e-9))
+    }
+}
+
 /// What one run measured.
 #[derive(Clone, Copy, Debug)]
 struct RunResult {
     read: u64,
     elapsed: Duration,
-    spans_exported: Option<u64>,
+    /// What the exporter was handed (sampled runs).
+    exported: Option<Exported>,
+    /// Batches delivered, and how many were full (batch handler runs).
+    batches: Option<BatchRun>,
 }
 
 impl RunResult {
@@ -213,7 +333,8 @@ fn run_raw(broker: &EmbeddedBroker, group: &str, expected: u64) -> RunResult {
     RunResult {
         read,
         elapsed: first.map_or(Duration::ZERO, |first| last - first),
-        spans_exported: None,
+        exported: None,
+        batches: None,
     }
 }
 
@@ -277,7 +398,8 @@ fn drive_stream(
         RunResult {
             read,
             elapsed: first.map_or(Duration::ZERO, |first| last - first),
-            spans_exported: None,
+            exported: None,
+            batches: None,
         }
     })
 }
@@ -345,25 +467,36 @@ fn run_hand_written(
     })
 }
 
-/// The kafka-handler `Consumer` with a counting no-op handler.
+/// The kafka-handler `Consumer` with a counting no-op handler: [`count`],
+/// or the batch handler [`count_batch`] when `batch`.
 fn run_kafka_handler(
     runtime: &tokio::runtime::Runtime,
     broker: &EmbeddedBroker,
     group: &str,
     expected: u64,
     telemetry: Option<&Telemetry>,
+    batch: bool,
 ) -> RunResult {
     let shutdown = Shutdown::new();
     HANDLED.store(0, Ordering::Relaxed);
     EXPECTED.store(expected, Ordering::Relaxed);
+    *BATCHES.lock().unwrap_or_else(|poison| poison.into_inner()) = BatchStats {
+        timeline: std::env::var_os("BENCH_BATCH_TIMELINE").map(|_| Vec::new()),
+        ..BatchStats::new()
+    };
     *lock_run() = RunState {
         first: None,
         last: None,
         shutdown: Some(shutdown.clone()),
     };
+    let handlers = if batch {
+        handlers![count_batch]
+    } else {
+        handlers![count]
+    };
     let mut builder = Consumer::builder()
         .brokers(broker.bootstrap_servers())
-        .handlers(handlers![count])
+        .handlers(handlers)
         .group(group);
     for (key, value) in consumer_properties(broker) {
         builder = builder.set(key, value);
@@ -384,7 +517,34 @@ fn run_kafka_handler(
     RunResult {
         read,
         elapsed,
-        spans_exported: None,
+        exported: None,
+        batches: batch.then(|| batch_run(run.first)),
+    }
+}
+
+/// The batch handler's calls of the run that started at `first`; prints
+/// their timeline when `BENCH_BATCH_TIMELINE` is set.
+fn batch_run(first: Option<Instant>) -> BatchRun {
+    let stats = std::mem::replace(
+        &mut *BATCHES.lock().unwrap_or_else(|poison| poison.into_inner()),
+        BatchStats::new(),
+    );
+    if let (Some(timeline), Some(first)) = (&stats.timeline, first) {
+        for (index, (start, took, records, partition)) in timeline.iter().enumerate() {
+            eprintln!(
+                "  batch #{index:<4} at {:>10.3?} took {took:>10.3?}: {records:>3} records of partition {partition}{}",
+                start.saturating_duration_since(first),
+                if *records < BATCH_MAX_RECORDS { " (cut by max_wait)" } else { "" }
+            );
+        }
+    }
+    BatchRun {
+        calls: stats.calls,
+        full: stats.full,
+        busy: stats.busy,
+        to_last_full: first
+            .zip(stats.last_full)
+            .map(|(first, (end, read))| (read, end - first)),
     }
 }
 
@@ -397,16 +557,23 @@ enum Kind {
     RawStream,
     HandWritten { sampled: bool },
     KafkaHandler { sampled: bool },
+    KafkaHandlerBatch { sampled: bool },
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 8] = [
     Kind::Raw,
     Kind::RawStream,
     Kind::HandWritten { sampled: false },
     Kind::HandWritten { sampled: true },
     Kind::KafkaHandler { sampled: false },
     Kind::KafkaHandler { sampled: true },
+    Kind::KafkaHandlerBatch { sampled: false },
+    Kind::KafkaHandlerBatch { sampled: true },
 ];
+
+/// `max_links_per_span` of every sampled run's provider: the SDK's default
+/// (128) would drop 372 of a 500-record batch span's links.
+const MAX_LINKS_PER_SPAN: u32 = 1024;
 
 impl Kind {
     fn describe(self) -> &'static str {
@@ -421,6 +588,12 @@ impl Kind {
             }
             Kind::KafkaHandler { sampled: false } => "kafka-handler `Consumer`, tracing off",
             Kind::KafkaHandler { sampled: true } => "kafka-handler `Consumer`, 100% sampled",
+            Kind::KafkaHandlerBatch { sampled: false } => {
+                "kafka-handler batch handler (500 / 50ms, `process` per record), tracing off"
+            }
+            Kind::KafkaHandlerBatch { sampled: true } => {
+                "kafka-handler batch handler (500 / 50ms, `process` per record), 100% sampled"
+            }
         }
     }
 
@@ -432,13 +605,17 @@ impl Kind {
             Kind::HandWritten { sampled: true } => "hand-on",
             Kind::KafkaHandler { sampled: false } => "kh-off",
             Kind::KafkaHandler { sampled: true } => "kh-on",
+            Kind::KafkaHandlerBatch { sampled: false } => "batch-off",
+            Kind::KafkaHandlerBatch { sampled: true } => "batch-on",
         }
     }
 
     fn sampled(self) -> bool {
         matches!(
             self,
-            Kind::HandWritten { sampled: true } | Kind::KafkaHandler { sampled: true }
+            Kind::HandWritten { sampled: true }
+                | Kind::KafkaHandler { sampled: true }
+                | Kind::KafkaHandlerBatch { sampled: true }
         )
     }
 
@@ -450,9 +627,11 @@ impl Kind {
         expected: u64,
     ) -> RunResult {
         // Tracing off: the global no-op provider, as `Telemetry::finish`
-        // leaves it.
+        // leaves it. Sampled: the same provider for every configuration; the
+        // link limit only matters to batch spans (the others have at most
+        // one link).
         let telemetry = if self.sampled() {
-            Some(Telemetry::install())
+            Some(Telemetry::install_with_max_links(MAX_LINKS_PER_SPAN))
         } else {
             global::set_tracer_provider(NoopTracerProvider::new());
             None
@@ -462,10 +641,13 @@ impl Kind {
             Kind::RawStream => run_raw_stream(runtime, broker, group, expected),
             Kind::HandWritten { .. } => run_hand_written(runtime, broker, group, expected),
             Kind::KafkaHandler { .. } => {
-                run_kafka_handler(runtime, broker, group, expected, telemetry.as_ref())
+                run_kafka_handler(runtime, broker, group, expected, telemetry.as_ref(), false)
+            }
+            Kind::KafkaHandlerBatch { .. } => {
+                run_kafka_handler(runtime, broker, group, expected, telemetry.as_ref(), true)
             }
         };
-        result.spans_exported = telemetry.map(Telemetry::finish);
+        result.exported = telemetry.map(Telemetry::finish_tally);
         result
     }
 }
@@ -473,52 +655,87 @@ impl Kind {
 fn main() {
     let records = env_u64("BENCH_RECORDS", 200_000);
     let repeats = env_u64("BENCH_REPEATS", 5).max(1) as usize;
+    assert_eq!(
+        <count_batch as HandlerFactory>::handler().options().batch,
+        Some(BatchOptions::new(BATCH_MAX_RECORDS, BATCH_MAX_WAIT)),
+        "the batch handler's attribute and BATCH_MAX_RECORDS / BATCH_MAX_WAIT disagree"
+    );
     let (runtime, broker) = common::start();
     runtime
         .block_on(broker.create_topic(TOPIC, PARTITIONS))
         .expect("creating the topic");
     let expected = produce(&broker, records);
 
+    let only_var = std::env::var("BENCH_ONLY").ok();
+    let only: Option<Vec<&str>> = only_var.as_deref().map(|v| v.split(',').collect());
     let mut results: Vec<Vec<RunResult>> = vec![Vec::new(); KINDS.len()];
     let mut group_seq = 0;
     for repeat in 0..repeats {
         for index in round_order(repeat, KINDS.len()) {
             let kind = KINDS[index];
+            if !only.as_ref().is_none_or(|only| only.contains(&kind.slug())) {
+                continue;
+            }
             group_seq += 1;
             let group = format!("bench-{}-{group_seq}", kind.slug());
             let result = kind.run(&runtime, &broker, &group, expected);
             eprintln!(
-                "repeat {}/{repeats} {:>8}: read {} in {:.3?} = {:.0} records/s{}",
+                "repeat {}/{repeats} {:>9}: read {} in {:.3?} = {:.0} records/s{}{}",
                 repeat + 1,
                 kind.slug(),
                 result.read,
                 result.elapsed,
                 result.records_per_sec(),
                 result
-                    .spans_exported
-                    .map(|n| format!(", {n} spans exported"))
+                    .batches
+                    .map(|b| format!(
+                        ", {} batches ({} cut by max_wait), {:.1?} in the handler, {:.1?} after the last full batch",
+                        b.calls,
+                        b.calls - b.full,
+                        b.busy,
+                        b.to_last_full
+                            .map_or(Duration::ZERO, |(_, to)| result.elapsed.saturating_sub(to))
+                    ))
+                    .unwrap_or_default(),
+                result
+                    .exported
+                    .map(|e| format!(
+                        ", {} spans exported ({} links kept, {} dropped, at most {} on one span)",
+                        e.spans, e.links, e.dropped_links, e.max_links
+                    ))
                     .unwrap_or_default()
             );
             results[index].push(result);
         }
     }
 
-    let medians: Vec<f64> = results
+    if only.is_some() {
+        // Some configurations did not run: no table.
+        return;
+    }
+    let median_of = |kind: Kind, f: &dyn Fn(&RunResult) -> f64| -> f64 {
+        let index = KINDS.iter().position(|k| *k == kind).expect("a kind");
+        median(&mut results[index].iter().map(f).collect::<Vec<_>>())
+    };
+    let medians: Vec<f64> = KINDS
         .iter()
-        .map(|runs| {
-            median(
-                &mut runs
-                    .iter()
-                    .map(RunResult::records_per_sec)
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .map(|&kind| median_of(kind, &RunResult::records_per_sec))
         .collect();
     let raw = medians[0];
     println!();
     println!(
         "End to end: {records} records produced, {expected} held by the mock over {PARTITIONS} partitions; \
          medians of {repeats} runs each"
+    );
+    println!(
+        "100% sampled runs: SDK provider with `with_max_links_per_span({MAX_LINKS_PER_SPAN})` (the default \
+         is 128), so each batch span keeps all its links (one per record); no other span has more than one."
+    );
+    println!(
+        "Batch handler: `batch(max_records = {BATCH_MAX_RECORDS}, max_wait = \"{}ms\")`, one \
+         `record.process(..)` per record (its own span, linked to the batch span); timed like the \
+         single-record handler, from the first record processed to the last.",
+        BATCH_MAX_WAIT.as_millis()
     );
     println!();
     println!(
@@ -532,15 +749,25 @@ fn main() {
             .collect();
         let reads: Vec<u64> = runs.iter().map(|r| r.read).collect();
         let all_read = reads.iter().all(|&r| r == expected);
-        let spans = if kind.sampled() {
-            let exported: u64 = runs.iter().filter_map(|r| r.spans_exported).sum();
-            let read: u64 = reads.iter().sum();
-            format!(
-                "{exported} / {read} ({:.1}%)",
-                100.0 * exported as f64 / read.max(1) as f64
-            )
-        } else {
-            "—".to_owned()
+        let exported = runs.iter().filter_map(|r| r.exported);
+        let spans: u64 = exported.clone().map(|e| e.spans).sum();
+        let read: u64 = reads.iter().sum();
+        let spans = match kind {
+            _ if !kind.sampled() => "—".to_owned(),
+            Kind::KafkaHandlerBatch { .. } => {
+                let batches: u64 = runs.iter().filter_map(|r| r.batches).map(|b| b.calls).sum();
+                let dropped: u64 = exported.clone().map(|e| e.dropped_links).sum();
+                let max_links = exported.map(|e| e.max_links).max().unwrap_or(0);
+                format!(
+                    "{spans} / {read} records + {batches} batches ({:.1}%); up to {max_links} links \
+                     per span, {dropped} dropped",
+                    100.0 * spans as f64 / (read + batches).max(1) as f64
+                )
+            }
+            _ => format!(
+                "{spans} / {read} ({:.1}%)",
+                100.0 * spans as f64 / read.max(1) as f64
+            ),
         };
         println!(
             "| {} | {:.0} | {:.2} | {:.2}× | {} | {} | {spans} |",
@@ -557,7 +784,8 @@ fn main() {
         );
     }
 
-    let ratio = |kind: Kind| medians[KINDS.iter().position(|k| *k == kind).expect("a kind")] / raw;
+    let index = |kind: Kind| KINDS.iter().position(|k| *k == kind).expect("a kind");
+    let ratio = |kind: Kind| medians[index(kind)] / raw;
     let kh_on = ratio(Kind::KafkaHandler { sampled: true });
     let kh_off = ratio(Kind::KafkaHandler { sampled: false });
     let hand_on = ratio(Kind::HandWritten { sampled: true });
@@ -584,4 +812,93 @@ fn main() {
         kh_off / hand_off,
         verdict(kh_off >= hand_off)
     );
+
+    // The batch handler against the floor and the single-record handler of
+    // the same tracing.
+    let batch_of = |sampled: bool| Kind::KafkaHandlerBatch { sampled };
+    let single_of = |sampled: bool| Kind::KafkaHandler { sampled };
+    let batch_runs = |sampled: bool| &results[index(batch_of(sampled))];
+    let row = |label: &str, cell: &dyn Fn(bool) -> String| {
+        println!("| {label} | {} | {} |", cell(false), cell(true));
+    };
+    // Of the batch runs: the rate up to the end of the last full batch.
+    let to_last_full = |sampled: bool| {
+        median_of(batch_of(sampled), &|r| {
+            r.batches
+                .and_then(|b| b.records_per_sec_to_last_full())
+                .unwrap_or(0.0)
+        })
+    };
+    let single = |sampled: bool| medians[index(single_of(sampled))];
+    let batch = |sampled: bool| medians[index(batch_of(sampled))];
+    println!();
+    println!(
+        "| batch handler (`max_records = {BATCH_MAX_RECORDS}`, `max_wait = {}ms`), `process` per record | tracing off | 100% sampled |",
+        BATCH_MAX_WAIT.as_millis()
+    );
+    println!("|---|---|---|");
+    row("records/s (median, first record to last)", &|s| {
+        format!("{:.0}", batch(s))
+    });
+    row("**batch ÷ raw `BaseConsumer`**", &|s| {
+        format!("**{:.2}×**", batch(s) / raw)
+    });
+    row("**batch ÷ single-record kafka-handler**", &|s| {
+        format!("**{:.2}**", batch(s) / single(s))
+    });
+    row("batch ÷ single, run by run (same repeat)", &|s| {
+        batch_runs(s)
+            .iter()
+            .zip(&results[index(single_of(s))])
+            .map(|(b, one)| {
+                format!(
+                    "{:.2}",
+                    b.records_per_sec() / one.records_per_sec().max(1e-9)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    row("single-record kafka-handler ÷ raw (reference)", &|s| {
+        format!("{:.2}×", single(s) / raw)
+    });
+    row(
+        "records/s up to the end of the last full batch (median; without the end-of-input tail)",
+        &|s| format!("{:.0}", to_last_full(s)),
+    );
+    row("… ÷ raw / ÷ single", &|s| {
+        format!(
+            "{:.2}× / {:.2}",
+            to_last_full(s) / raw,
+            to_last_full(s) / single(s)
+        )
+    });
+    row(
+        "end-of-input tail: last full batch to last record (median)",
+        &|s| {
+            let tail = median_of(batch_of(s), &|r| {
+                r.batches
+                    .and_then(|b| b.to_last_full)
+                    .map_or(0.0, |(_, to)| {
+                        r.elapsed.saturating_sub(to).as_secs_f64() * 1e3
+                    })
+            });
+            let elapsed = median_of(batch_of(s), &|r| r.elapsed.as_secs_f64() * 1e3);
+            format!("{tail:.1} ms of {elapsed:.0} ms")
+        },
+    );
+    row("batches per run (median), cut by `max_wait`", &|s| {
+        let calls = median_of(batch_of(s), &|r| r.batches.map_or(0.0, |b| b.calls as f64));
+        let cut = median_of(batch_of(s), &|r| {
+            r.batches.map_or(0.0, |b| (b.calls - b.full) as f64)
+        });
+        format!("{calls:.0}, {cut:.0} cut")
+    });
+    row("time inside the batch handler (median, µs/record)", &|s| {
+        let busy = median_of(batch_of(s), &|r| {
+            r.batches
+                .map_or(0.0, |b| b.busy.as_secs_f64() * 1e6 / r.read.max(1) as f64)
+        });
+        format!("{busy:.2}")
+    });
 }

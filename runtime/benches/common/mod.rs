@@ -13,7 +13,9 @@ use opentelemetry::global;
 use opentelemetry::trace::noop::NoopTracerProvider;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter, TracerProviderBuilder,
+};
 
 /// Sets `TraceContextPropagator` as the global propagator, and starts a
 /// multi-threaded tokio runtime and the embedded (mock) broker.
@@ -29,6 +31,7 @@ pub(crate) fn start() -> (tokio::runtime::Runtime, EmbeddedBroker) {
 }
 
 /// A span exporter that counts the spans it is handed and drops them.
+#[allow(dead_code)] // Only per_record uses it; the others use `Tally`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Discard(pub(crate) Arc<AtomicU64>);
 
@@ -39,31 +42,90 @@ impl SpanExporter for Discard {
     }
 }
 
-/// A run's sampled tracer provider and its exporter's span count.
+/// A span exporter that counts the spans it is handed, their links, and
+/// the links the SDK dropped from them (over `max_links_per_span`), and
+/// drops them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tally {
+    spans: Arc<AtomicU64>,
+    links: Arc<AtomicU64>,
+    dropped_links: Arc<AtomicU64>,
+    max_links: Arc<AtomicU64>,
+}
+
+impl SpanExporter for Tally {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let (mut links, mut dropped, mut max) = (0u64, 0u64, 0u64);
+        for span in &batch {
+            let kept = span.links.links.len() as u64;
+            links += kept;
+            dropped += u64::from(span.links.dropped_count);
+            max = max.max(kept);
+        }
+        self.spans.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.links.fetch_add(links, Ordering::Relaxed);
+        self.dropped_links.fetch_add(dropped, Ordering::Relaxed);
+        self.max_links.fetch_max(max, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// What a run's exporter was handed.
+#[allow(dead_code)] // Only the end-to-end bench reads the links.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Exported {
+    pub(crate) spans: u64,
+    /// Links kept on the exported spans.
+    pub(crate) links: u64,
+    /// Links the SDK dropped (beyond `max_links_per_span`).
+    pub(crate) dropped_links: u64,
+    /// The most links one exported span kept.
+    pub(crate) max_links: u64,
+}
+
+/// A run's sampled tracer provider and its exporter's tally.
 #[allow(dead_code)] // per_record builds its own provider.
 pub(crate) struct Telemetry {
     pub(crate) provider: SdkTracerProvider,
-    exported: Arc<AtomicU64>,
+    tally: Tally,
 }
 
-#[allow(dead_code)] // per_record builds its own provider.
+#[allow(dead_code)] // per_record builds its own provider; poison keeps the default limits.
 impl Telemetry {
     /// Installs a fresh SDK provider as the global one: the default
-    /// `ParentBased(AlwaysOn)` sampler, the batch span processor with its
-    /// default configuration, and a [`Discard`] exporter.
+    /// `ParentBased(AlwaysOn)` sampler, the default span limits, the batch
+    /// span processor with its default configuration, and an exporter that
+    /// counts and discards.
     pub(crate) fn install() -> Self {
-        let exported = Arc::new(AtomicU64::new(0));
-        let processor = BatchSpanProcessor::builder(Discard(exported.clone())).build();
-        let provider = SdkTracerProvider::builder()
+        Self::install_with(|builder| builder)
+    }
+
+    /// As [`Self::install`], keeping up to `max_links` links per span (the
+    /// SDK's default is 128; a batch span links every record of its batch).
+    pub(crate) fn install_with_max_links(max_links: u32) -> Self {
+        Self::install_with(|builder| builder.with_max_links_per_span(max_links))
+    }
+
+    fn install_with(
+        configure: impl FnOnce(TracerProviderBuilder) -> TracerProviderBuilder,
+    ) -> Self {
+        let tally = Tally::default();
+        let processor = BatchSpanProcessor::builder(tally.clone()).build();
+        let provider = configure(SdkTracerProvider::builder())
             .with_span_processor(processor)
             .build();
         global::set_tracer_provider(provider.clone());
-        Telemetry { provider, exported }
+        Telemetry { provider, tally }
     }
 
     /// Puts the global no-op provider back, flushes and shuts down this one;
     /// the number of spans exported.
     pub(crate) fn finish(self) -> u64 {
+        self.finish_tally().spans
+    }
+
+    /// As [`Self::finish`]; what was exported, links included.
+    pub(crate) fn finish_tally(self) -> Exported {
         global::set_tracer_provider(NoopTracerProvider::new());
         if let Err(err) = self.provider.force_flush() {
             eprintln!("flushing spans failed: {err}");
@@ -71,7 +133,12 @@ impl Telemetry {
         if let Err(err) = self.provider.shutdown() {
             eprintln!("shutting the provider down failed: {err}");
         }
-        self.exported.load(Ordering::Relaxed)
+        Exported {
+            spans: self.tally.spans.load(Ordering::Relaxed),
+            links: self.tally.links.load(Ordering::Relaxed),
+            dropped_links: self.tally.dropped_links.load(Ordering::Relaxed),
+            max_links: self.tally.max_links.load(Ordering::Relaxed),
+        }
     }
 }
 
