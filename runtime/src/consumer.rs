@@ -28,6 +28,7 @@ use crate::gather::Gathering;
 use crate::handler::Handler;
 use crate::metrics::Metrics;
 use crate::process::{Failure, Processor};
+use crate::producer::{ProducerSlot, TracedProducer};
 use crate::record::Record;
 use crate::retry::Resolver;
 use crate::shutdown::Shutdown;
@@ -54,6 +55,7 @@ pub struct ConsumerBuilder {
     commit_interval: Duration,
     shutdown_timeout: Duration,
     tracer_provider: Option<SdkTracerProvider>,
+    producer: Option<TracedProducer>,
 }
 
 impl Default for ConsumerBuilder {
@@ -67,6 +69,7 @@ impl Default for ConsumerBuilder {
             commit_interval: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             tracer_provider: None,
+            producer: None,
         }
     }
 }
@@ -130,6 +133,15 @@ impl ConsumerBuilder {
     /// record is not committed, so it is handled again after a restart.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The producer handlers get when they take a `&TracedProducer`
+    /// argument. Default: one per group, created on first use from the
+    /// consumer's connection properties (`bootstrap.servers`, `client.id`,
+    /// `security.*`, `sasl.*`, `ssl.*`, ...) with `enable.idempotence=true`.
+    pub fn producer(mut self, producer: TracedProducer) -> Self {
+        self.producer = Some(producer);
         self
     }
 
@@ -214,6 +226,7 @@ impl ConsumerBuilder {
                 &brokers,
                 &self.properties,
                 &self.dead_letter_properties,
+                self.producer.clone(),
                 timings,
             )?);
         }
@@ -343,6 +356,7 @@ impl GroupConsumer {
         brokers: &str,
         properties: &[(String, String)],
         dead_letter_properties: &[(String, String)],
+        producer: Option<TracedProducer>,
         timings: Timings,
     ) -> Result<ConnectedGroup, Error> {
         let mut config = ClientConfig::new();
@@ -375,12 +389,21 @@ impl GroupConsumer {
                 dead_letter.validate().map(|()| dead_letter)
             })
             .transpose()?;
+        let producer = match producer {
+            Some(producer) => ProducerSlot::ready(producer),
+            None => ProducerSlot::lazy(
+                DeadLetterConfig::new(self.group.as_str().into(), &config, &[])
+                    .client_config()
+                    .clone(),
+            ),
+        };
         Ok(ConnectedGroup {
             group: self.group,
             processors: self.processors,
             routes: self.routes,
             config,
             dead_letters,
+            producer,
             timings,
         })
     }
@@ -393,6 +416,8 @@ struct ConnectedGroup {
     routes: Vec<(String, usize)>,
     config: ClientConfig,
     dead_letters: Option<DeadLetterConfig>,
+    /// The producer handlers can take as an argument.
+    producer: ProducerSlot,
     timings: Timings,
 }
 
@@ -598,7 +623,7 @@ impl<'s> RunningGroup<'s> {
         waiting: &mut Waiting<'s>,
         lanes: &mut FuturesUnordered<Lane<'s>>,
     ) -> bool {
-        let record = Record::from_message(message);
+        let record = Record::from_message(message).with_producer(&self.group.producer);
         let attempt = finish_within(
             processor.attempt(&record, 1),
             shutdown,
@@ -653,7 +678,10 @@ impl<'s> RunningGroup<'s> {
             self.mark_done(topic, partition, last_offset);
             return true;
         };
-        let records: Vec<Record<'_>> = batch.iter().map(Record::from_message).collect();
+        let records: Vec<Record<'_>> = batch
+            .iter()
+            .map(|message| Record::from_message(message).with_producer(&self.group.producer))
+            .collect();
         let delivery = finish_within(
             processor.deliver(&records),
             shutdown,
@@ -751,6 +779,7 @@ impl<'s> RunningGroup<'s> {
             group: &self.group.group,
             dead_letters: self.dead_letters.as_ref(),
             metrics: &self.metrics,
+            producer: &self.group.producer,
         };
         let (topic, partition) = records
             .first()

@@ -5,14 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::global::{self, BoxedTracer};
-use opentelemetry::propagation::Injector;
-use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::future_producer::Delivery;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -21,8 +18,9 @@ use crate::error::Error;
 use crate::handler::Handler;
 use crate::metrics::Metrics;
 use crate::process::Failure;
+use crate::producer::{self, error_type, SendSpan};
 use crate::record::Record;
-use crate::span::{push_record_attributes, record_failure};
+use crate::span::push_record_attributes;
 
 /// The `dlq.*` headers added to every dead-letter copy.
 pub mod headers {
@@ -50,20 +48,6 @@ pub mod headers {
     /// The bound on `dlq.error.message`, in bytes.
     pub const MAX_ERROR_MESSAGE: usize = 1024;
 }
-
-/// Trace headers every propagator we know of writes. They are dropped from
-/// a copy even when the installed propagator does not write them, so a
-/// stale context from an earlier hop never survives next to the new one.
-const TRACE_HEADERS: [&str; 8] = [
-    "traceparent",
-    "tracestate",
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-];
 
 /// Properties of the consumer's configuration the dead-letter producer
 /// shares: where the brokers are and how to reach them.
@@ -141,6 +125,11 @@ impl DeadLetterConfig {
             config.set(key, value);
         }
         Self { group, config }
+    }
+
+    /// The producer's configuration.
+    pub(crate) fn client_config(&self) -> &ClientConfig {
+        &self.config
     }
 
     /// Has librdkafka check the configuration.
@@ -229,18 +218,13 @@ impl DeadLetters {
             record,
             given_up.handler.options().record_key,
         );
-        let span = self.tracer.build_with_context(
-            self.tracer
-                .span_builder(format!("send {}", given_up.dlq))
-                .with_kind(SpanKind::Producer)
-                .with_attributes(attributes),
+        let span = SendSpan::start(
+            &self.tracer,
+            given_up.dlq,
+            attributes,
             &given_up.failure.span_cx,
         );
-        let span = SendSpan {
-            cx: given_up.failure.span_cx.with_span(span),
-            answered: false,
-        };
-        let headers = copy_headers(given_up, &self.group, &span.cx);
+        let headers = copy_headers(given_up, &self.group, span.context());
 
         let mut copy = FutureRecord::<[u8], [u8]>::to(given_up.dlq).headers(headers);
         if let Some(key) = record.key() {
@@ -258,50 +242,6 @@ impl DeadLetters {
     }
 }
 
-/// The `send {dlq}` span: ended when the broker answers, or, if the send is
-/// dropped first (its partition revoked, shutdown), ended as cancelled, so
-/// a copy librdkafka may still deliver is never shown as acknowledged.
-struct SendSpan {
-    cx: Context,
-    answered: bool,
-}
-
-impl SendSpan {
-    fn answered(mut self, result: Result<&Delivery, &KafkaError>) {
-        let span = self.cx.span();
-        match result {
-            Ok(delivery) => span.set_attributes([
-                KeyValue::new(
-                    semconv::MESSAGING_DESTINATION_PARTITION_ID,
-                    delivery.partition.to_string(),
-                ),
-                KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, delivery.offset),
-            ]),
-            Err(err) => record_failure(
-                &self.cx,
-                error_type(err),
-                "rdkafka::error::KafkaError",
-                &err.to_string(),
-            ),
-        }
-        self.answered = true;
-    }
-}
-
-impl Drop for SendSpan {
-    fn drop(&mut self) {
-        if !self.answered {
-            record_failure(
-                &self.cx,
-                "cancelled",
-                "cancelled",
-                "the send was cancelled before the broker answered; the copy may still arrive",
-            );
-        }
-        self.cx.span().end();
-    }
-}
-
 impl std::fmt::Debug for DeadLetters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeadLetters")
@@ -316,32 +256,9 @@ impl std::fmt::Debug for DeadLetters {
 /// `traceparent` and one set of `dlq.*` headers.
 fn copy_headers(given_up: &GivenUp<'_>, group: &str, send_cx: &Context) -> OwnedHeaders {
     let record = given_up.record;
-    let mut propagated = Collected::default();
-    global::get_text_map_propagator(|propagator| {
-        propagated.names = propagator.fields().map(str::to_owned).collect();
-        propagator.inject_context(send_cx, &mut propagated);
-    });
-    let replaced = |key: &str| {
+    let mut headers = producer::with_context(record.headers().iter(), send_cx, |key| {
         key.starts_with("dlq.")
-            || TRACE_HEADERS
-                .iter()
-                .any(|name| name.eq_ignore_ascii_case(key))
-            || propagated
-                .names
-                .iter()
-                .any(|name| name.eq_ignore_ascii_case(key))
-    };
-
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers().len() + 12);
-    for (key, value) in record.headers().iter().filter(|(key, _)| !replaced(key)) {
-        headers = headers.insert(Header { key, value });
-    }
-    for (key, value) in &propagated.pairs {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        });
-    }
+    });
     let mut add = |key: &str, value: &str| {
         headers = std::mem::replace(&mut headers, OwnedHeaders::new()).insert(Header {
             key,
@@ -375,28 +292,6 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// A short, stable `error.type` for a failed send: the librdkafka error
-/// code's name (`MessageTimedOut`, `TopicAuthorizationFailed`, ...).
-fn error_type(err: &KafkaError) -> String {
-    match err.rdkafka_error_code() {
-        Some(code) => format!("{code:?}"),
-        None => "kafka".to_owned(),
-    }
-}
-
-/// The propagator's output, and the header names it owns.
-#[derive(Default)]
-struct Collected {
-    names: Vec<String>,
-    pairs: Vec<(String, String)>,
-}
-
-impl Injector for Collected {
-    fn set(&mut self, key: &str, value: String) {
-        self.pairs.push((key.to_owned(), value));
-    }
 }
 
 #[cfg(test)]

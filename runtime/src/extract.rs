@@ -5,6 +5,7 @@ use std::ops::{Deref, DerefMut};
 use serde::de::DeserializeOwned;
 
 use crate::outcome::HandlerError;
+use crate::producer::TracedProducer;
 use crate::record::{Record, RecordHeaders, RecordMeta};
 
 /// A type a handler can take as an argument: the runtime builds it from the
@@ -105,6 +106,18 @@ impl<'r> FromRecord<'r> for &'r RecordMeta {
 impl<'r> FromRecord<'r> for &'r Record<'r> {
     fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError> {
         Ok(record)
+    }
+}
+
+/// The consumer's [`TracedProducer`]: records produced through it continue
+/// this record's trace (their `send` spans are children of its `process`
+/// span). Created on first use from the consumer's connection properties,
+/// unless the builder was given one
+/// ([`ConsumerBuilder::producer`](crate::ConsumerBuilder::producer)). If it
+/// cannot be created the attempt fails, transiently.
+impl<'r> FromRecord<'r> for &'r TracedProducer {
+    fn from_record(record: &'r Record<'r>) -> Result<Self, HandlerError> {
+        record.producer().map_err(HandlerError::transient)
     }
 }
 

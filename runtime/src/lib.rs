@@ -50,6 +50,7 @@ mod handler;
 pub mod metrics;
 mod outcome;
 mod process;
+mod producer;
 pub mod propagation;
 mod record;
 mod retry;
@@ -66,6 +67,7 @@ pub use handler::{Handler, HandlerFactory, HandlerFuture, HandlerOptions};
 pub use kafka_handler_macros::kafka_handler;
 pub use outcome::{ErrorKind, HandlerError, IntoOutcome, Outcome};
 pub use process::Processor;
+pub use producer::TracedProducer;
 pub use record::{Record, RecordHeaders, RecordMeta};
 pub use shutdown::Shutdown;
 

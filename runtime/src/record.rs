@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+use crate::producer::{ProducerSlot, TracedProducer};
 use rdkafka::message::{
     BorrowedHeaders, BorrowedMessage, Headers as _, Message, OwnedHeaders, OwnedMessage,
 };
@@ -21,6 +22,7 @@ pub struct Record<'a> {
     payload: Option<&'a [u8]>,
     headers: RecordHeaders<'a>,
     meta: OnceLock<RecordMeta>,
+    producer: Option<&'a ProducerSlot>,
 }
 
 impl<'a> Record<'a> {
@@ -45,6 +47,25 @@ impl<'a> Record<'a> {
             payload: message.payload(),
             headers,
             meta: OnceLock::new(),
+            producer: None,
+        }
+    }
+
+    /// The consumer's producer, for handlers that take a `&TracedProducer`.
+    pub(crate) fn with_producer(mut self, producer: &'a ProducerSlot) -> Self {
+        self.producer = Some(producer);
+        self
+    }
+
+    /// The producer of the consumer this record came from.
+    pub(crate) fn producer(&self) -> Result<&'a TracedProducer, String> {
+        match self.producer {
+            Some(slot) => slot
+                .get()
+                .map_err(|problem| format!("the consumer's producer could not be created: {problem}")),
+            None => Err("this record did not come from a kafka-handler consumer, so there is no \
+                         producer to hand the handler; keep a `TracedProducer` in its state instead"
+                .to_owned()),
         }
     }
 
@@ -67,6 +88,7 @@ impl<'a> Record<'a> {
             payload,
             headers: RecordHeaders::owned(headers),
             meta: OnceLock::new(),
+            producer: None,
         }
     }
 

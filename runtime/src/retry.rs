@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::dead_letter::{DeadLetters, GivenUp};
 use crate::metrics::Metrics;
 use crate::process::{Failure, Processor};
+use crate::producer::ProducerSlot;
 use crate::record::Record;
 
 /// What resolving a record needs from its group.
@@ -23,6 +24,8 @@ pub(crate) struct Resolver<'g> {
     pub(crate) group: &'g str,
     pub(crate) dead_letters: Option<&'g DeadLetters>,
     pub(crate) metrics: &'g Metrics,
+    /// The producer handlers can take as an argument.
+    pub(crate) producer: &'g ProducerSlot,
 }
 
 impl Resolver<'_> {
@@ -37,7 +40,7 @@ impl Resolver<'_> {
         message: &OwnedMessage,
         first: Option<Failure>,
     ) {
-        let record = Record::from_owned(message);
+        let record = Record::from_owned(message).with_producer(self.producer);
         let handler = processor.handler();
         let options = handler.options();
         let mut attempts = 1;

@@ -1,0 +1,313 @@
+//! The traced producer: every record sent under a `send {topic}` PRODUCER
+//! span whose context replaces the record's trace headers, ended when the
+//! broker answers.
+
+use std::sync::{Arc, OnceLock};
+
+use opentelemetry::global::{self, BoxedTracer};
+use opentelemetry::propagation::Injector;
+use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers as _, OwnedHeaders, ToBytes};
+use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+
+use crate::error::Error;
+use crate::span::record_failure;
+
+/// Trace headers every propagator we know of writes. They are dropped from
+/// a record before its new context is injected, even when the installed
+/// propagator does not write them, so a stale context from an earlier hop
+/// never survives next to the new one.
+const TRACE_HEADERS: [&str; 8] = [
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
+
+/// A Kafka producer whose records carry their trace.
+///
+/// [`send`](Self::send) opens a `send {topic}` span (kind `PRODUCER`, a
+/// child of the current context: inside a handler, the record's `process`
+/// span), replaces the record's trace headers with that span's context
+/// through the global propagator (exactly one `traceparent`; non-trace
+/// headers are kept; baggage flows with the context), and ends the span
+/// when the broker acknowledges the record (with its partition and offset)
+/// or the send fails (with the error). A downstream kafka-handler consumer
+/// continues the same trace.
+///
+/// A handler can take one as an argument, `producer: &TracedProducer`: the
+/// consumer's own (see [`ConsumerBuilder::producer`](crate::ConsumerBuilder::producer)),
+/// created on first use from the consumer's connection properties. Or keep
+/// one in the handler's state: it is cheap to clone.
+#[derive(Clone)]
+pub struct TracedProducer {
+    producer: FutureProducer,
+    tracer: Arc<BoxedTracer>,
+    client_id: Option<Arc<str>>,
+}
+
+impl TracedProducer {
+    /// Traces the records sent through `producer`.
+    pub fn new(producer: FutureProducer) -> Self {
+        Self {
+            producer,
+            tracer: Arc::new(crate::span::tracer()),
+            client_id: None,
+        }
+    }
+
+    /// A producer created from `config`.
+    pub fn from_config(config: &ClientConfig) -> Result<Self, Error> {
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|err| Error::kafka("creating the traced producer", err))?;
+        let mut traced = Self::new(producer);
+        traced.client_id = config.get("client.id").map(Arc::from);
+        Ok(traced)
+    }
+
+    /// The rdkafka producer underneath, for what the traced one does not
+    /// wrap (flushing, transactions, metadata). Records sent through it
+    /// directly are not traced.
+    pub fn inner(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Sends `record` under a `send {topic}` span, a child of the current
+    /// context, and waits for the broker's answer. The record's trace
+    /// headers (`traceparent`, `tracestate`, `b3`, `x-b3-*`, and every
+    /// header the installed propagator writes) are replaced by the span's
+    /// context; its other headers are kept, in order.
+    ///
+    /// As rdkafka's [`FutureProducer::send`]: `queue_timeout` bounds the
+    /// wait for room in the local queue, and the result is the delivery or
+    /// the error with the record.
+    pub async fn send<K, P>(
+        &self,
+        mut record: FutureRecord<'_, K, P>,
+        queue_timeout: impl Into<Timeout>,
+    ) -> OwnedDeliveryResult
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let mut attributes = Vec::with_capacity(8);
+        attributes.extend([
+            KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
+            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, record.topic.to_owned()),
+        ]);
+        if let Some(key) = record
+            .key
+            .and_then(|k| std::str::from_utf8(k.to_bytes()).ok())
+        {
+            attributes.push(KeyValue::new(
+                semconv::MESSAGING_KAFKA_MESSAGE_KEY,
+                key.to_owned(),
+            ));
+        }
+        if record.payload.is_none() {
+            attributes.push(KeyValue::new(
+                semconv::MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
+                true,
+            ));
+        }
+        if let Some(client_id) = &self.client_id {
+            attributes.push(KeyValue::new(
+                semconv::MESSAGING_CLIENT_ID,
+                client_id.clone(),
+            ));
+        }
+        let span = SendSpan::start(&self.tracer, record.topic, attributes, &Context::current());
+        let existing = record.headers.take();
+        let kept = existing
+            .iter()
+            .flat_map(|headers| headers.iter().map(|header| (header.key, header.value)));
+        record.headers = Some(with_context(kept, span.context(), |_| false));
+        let result = self.producer.send(record, queue_timeout).await;
+        span.answered(result.as_ref().map_err(|(err, _)| err));
+        result
+    }
+}
+
+impl std::fmt::Debug for TracedProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracedProducer")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The producer a handler can take as an argument: one per consumer group,
+/// given to the builder or created on first use.
+pub(crate) struct ProducerSlot {
+    config: ClientConfig,
+    producer: OnceLock<Result<TracedProducer, String>>,
+}
+
+impl ProducerSlot {
+    /// A slot holding `producer`.
+    pub(crate) fn ready(producer: TracedProducer) -> Self {
+        let slot = Self::lazy(ClientConfig::new());
+        let _ = slot.producer.set(Ok(producer));
+        slot
+    }
+
+    /// A slot that creates its producer from `config` on first use.
+    pub(crate) fn lazy(config: ClientConfig) -> Self {
+        Self {
+            config,
+            producer: OnceLock::new(),
+        }
+    }
+
+    /// The producer, created now if it was not yet.
+    pub(crate) fn get(&self) -> Result<&TracedProducer, &str> {
+        self.producer
+            .get_or_init(|| {
+                TracedProducer::from_config(&self.config).map_err(|err| err.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+/// A `send {topic}` span: ended when the broker answers, or, if the send is
+/// dropped first, ended as cancelled, so a record librdkafka may still
+/// deliver is never shown as acknowledged.
+pub(crate) struct SendSpan {
+    cx: Context,
+    answered: bool,
+}
+
+impl SendSpan {
+    /// Starts `send {topic}` with `attributes`, a child of `parent`.
+    pub(crate) fn start(
+        tracer: &BoxedTracer,
+        topic: &str,
+        attributes: Vec<KeyValue>,
+        parent: &Context,
+    ) -> Self {
+        let span = tracer.build_with_context(
+            tracer
+                .span_builder(format!("send {topic}"))
+                .with_kind(SpanKind::Producer)
+                .with_attributes(attributes),
+            parent,
+        );
+        Self {
+            cx: parent.with_span(span),
+            answered: false,
+        }
+    }
+
+    /// The span's context, to inject into the record.
+    pub(crate) fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Records the broker's answer and ends the span.
+    pub(crate) fn answered(mut self, result: Result<&Delivery, &KafkaError>) {
+        let span = self.cx.span();
+        match result {
+            Ok(delivery) => span.set_attributes([
+                KeyValue::new(
+                    semconv::MESSAGING_DESTINATION_PARTITION_ID,
+                    delivery.partition.to_string(),
+                ),
+                KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, delivery.offset),
+            ]),
+            Err(err) => record_failure(
+                &self.cx,
+                error_type(err),
+                "rdkafka::error::KafkaError",
+                &err.to_string(),
+            ),
+        }
+        self.answered = true;
+    }
+}
+
+impl Drop for SendSpan {
+    fn drop(&mut self) {
+        if !self.answered {
+            record_failure(
+                &self.cx,
+                "cancelled",
+                "cancelled",
+                "the send was cancelled before the broker answered; the record may still arrive",
+            );
+        }
+        self.cx.span().end();
+    }
+}
+
+/// A short, stable `error.type` for a failed send: the librdkafka error
+/// code's name (`MessageTimedOut`, `TopicAuthorizationFailed`, ...).
+pub(crate) fn error_type(err: &KafkaError) -> String {
+    match err.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => "kafka".to_owned(),
+    }
+}
+
+/// `headers` without trace headers (and without those `also_drop` names),
+/// plus `cx` injected through the global propagator: replaced, never
+/// appended.
+pub(crate) fn with_context<'h>(
+    headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>,
+    cx: &Context,
+    also_drop: impl Fn(&str) -> bool,
+) -> OwnedHeaders {
+    let mut propagated = Collected::default();
+    global::get_text_map_propagator(|propagator| {
+        propagated.names = propagator.fields().map(str::to_owned).collect();
+        propagator.inject_context(cx, &mut propagated);
+    });
+    let replaced = |key: &str| {
+        also_drop(key)
+            || TRACE_HEADERS
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(key))
+            || propagated
+                .names
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(key))
+    };
+    let (lower, _) = headers.size_hint();
+    let mut out = OwnedHeaders::new_with_capacity(lower + propagated.pairs.len() + 10);
+    for (key, value) in headers.filter(|(key, _)| !replaced(key)) {
+        out = out.insert(Header { key, value });
+    }
+    for (key, value) in &propagated.pairs {
+        out = out.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    out
+}
+
+/// The propagator's output, and the header names it owns.
+#[derive(Default)]
+struct Collected {
+    names: Vec<String>,
+    pairs: Vec<(String, String)>,
+}
+
+impl Injector for Collected {
+    fn set(&mut self, key: &str, value: String) {
+        self.pairs.push((key.to_owned(), value));
+    }
+}
