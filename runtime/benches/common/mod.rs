@@ -106,7 +106,9 @@ impl Telemetry {
         Self::install_with(|builder| builder.with_max_links_per_span(max_links))
     }
 
-    fn install_with(
+    /// As [`Self::install`], with the provider builder adjusted by
+    /// `configure` (a sampler, span limits).
+    pub(crate) fn install_with(
         configure: impl FnOnce(TracerProviderBuilder) -> TracerProviderBuilder,
     ) -> Self {
         let tally = Tally::default();
