@@ -308,6 +308,10 @@ struct Collected {
 
 impl Injector for Collected {
     fn set(&mut self, key: &str, value: String) {
-        self.pairs.push((key.to_owned(), value));
+        // The SDK's W3C propagator writes `tracestate` even when it is
+        // empty; an empty trace header carries nothing.
+        if !value.is_empty() {
+            self.pairs.push((key.to_owned(), value));
+        }
     }
 }
