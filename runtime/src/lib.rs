@@ -42,6 +42,7 @@ mod backoff;
 mod batch;
 mod commit;
 mod consumer;
+pub mod context;
 pub mod dead_letter;
 mod error;
 mod extract;

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod batches;
+pub mod boundaries;
 pub mod scenarios;
 
 use std::collections::HashMap;
