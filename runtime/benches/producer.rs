@@ -77,7 +77,10 @@ fn main() {
     let in_flight = env_u64("BENCH_IN_FLIGHT", 2_000) as usize;
     let repeats = env_u64("BENCH_REPEATS", 5) as usize;
     runtime.block_on(async {
-        broker.create_topic(TOPIC, 8).await.expect("the bench topic");
+        broker
+            .create_topic(TOPIC, 8)
+            .await
+            .expect("the bench topic");
     });
     let payload = [b'x'; 100];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); CONFIGS.len()];
@@ -86,12 +89,12 @@ fn main() {
         for index in round_order(repeat, CONFIGS.len()) {
             let name = CONFIGS[index];
             let telemetry = match name {
-                "traced-unsampled" => {
-                    Some(Telemetry::install_with(|b| b.with_sampler(Sampler::AlwaysOff)))
-                }
-                "traced-sampled" => {
-                    Some(Telemetry::install_with(|b| b.with_sampler(Sampler::AlwaysOn)))
-                }
+                "traced-unsampled" => Some(Telemetry::install_with(|b| {
+                    b.with_sampler(Sampler::AlwaysOff)
+                })),
+                "traced-sampled" => Some(Telemetry::install_with(|b| {
+                    b.with_sampler(Sampler::AlwaysOn)
+                })),
                 _ => {
                     global::set_tracer_provider(NoopTracerProvider::new());
                     None
