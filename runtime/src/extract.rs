@@ -24,7 +24,8 @@ use crate::record::{Record, RecordHeaders, RecordMeta};
     label = "not a kafka-handler argument",
     note = "handler arguments are extracted by type: `&[u8]`, `&str`, `String`, `Json<T>` \
             (or an `Option` of one, to accept tombstones), `Key<'_>`, `RecordHeaders<'_>`, \
-            `&RecordMeta`, `&Record<'_>`, or a type that implements `kafka_handler::FromRecord`; \
+            `&RecordMeta`, `&Record<'_>`, `&TracedProducer`, or a type that implements \
+            `kafka_handler::FromRecord`; \
             a `Batch<'_, T>` argument needs `batch` in the attribute"
 )]
 pub trait FromRecord<'r>: Sized {
