@@ -87,6 +87,18 @@ pub fn telemetry(mode: Mode) -> &'static Telemetry {
     telemetry
 }
 
+/// [`telemetry`], then `propagation` installed as the global text-map
+/// propagator in place of the W3C one [`telemetry`] installs: for a test
+/// binary whose consumers read other formats. Installing again replaces it.
+pub fn telemetry_with_propagation(
+    mode: Mode,
+    propagation: &kafka_handler::propagation::Propagation,
+) -> &'static Telemetry {
+    let telemetry = telemetry(mode);
+    propagation.install();
+    telemetry
+}
+
 impl Telemetry {
     /// Finished spans named `name`.
     pub fn spans_named(&self, name: &str) -> Vec<SpanData> {
