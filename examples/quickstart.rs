@@ -21,7 +21,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use kafka_handler::propagation::Propagation;
 use kafka_handler::testing::{EmbeddedBroker, TestRecord};
+use kafka_handler::TracedProducer;
 use kafka_handler::{
     handlers, kafka_handler, Batch, Consumer, HandlerError, Json, Key, RecordHeaders, RecordMeta,
     Shutdown,
@@ -30,8 +32,8 @@ use opentelemetry::trace::{
     SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer, TracerProvider as _,
 };
 use opentelemetry::{global, Context, KeyValue};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -56,6 +58,7 @@ static BILLED: AtomicUsize = AtomicUsize::new(0);
 static AUDITED: AtomicUsize = AtomicUsize::new(0);
 static REVIEWED: AtomicUsize = AtomicUsize::new(0);
 static PACKED: AtomicUsize = AtomicUsize::new(0);
+static MAILED: AtomicUsize = AtomicUsize::new(0);
 
 /// Bills an order. Runs inside the order's trace: the span below is a child
 /// of this record's `process orders` span. A failure is retried twice with
@@ -63,15 +66,41 @@ static PACKED: AtomicUsize = AtomicUsize::new(0);
 /// copied to `orders.dlq` and committed.
 #[kafka_handler(topics = ["orders"], group = "billing",
                 retries = 2, backoff = "50ms..200ms", dlq = "orders.dlq")]
-async fn bill(order: Json<Order>, meta: &RecordMeta) -> Result<(), GatewayDown> {
-    let charge = tracing::info_span!("charge card", order.id = order.id, cents = order.cents);
-    let _charge = charge.enter();
-    tracing::info!(order.id = order.id, partition = meta.partition(), "billing");
-    if order.cents == 0 {
-        return Err(GatewayDown(order.id));
-    }
+async fn bill(
+    order: Json<Order>,
+    meta: &RecordMeta,
+    producer: &TracedProducer,
+) -> Result<(), HandlerError> {
+    tracing::info_span!("charge card", order.id = order.id, cents = order.cents).in_scope(
+        || {
+            tracing::info!(order.id = order.id, partition = meta.partition(), "billing");
+            if order.cents == 0 {
+                return Err(HandlerError::transient(GatewayDown(order.id)));
+            }
+            Ok(())
+        },
+    )?;
     BILLED.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    // Consume, transform, produce: the invoice's `send invoices` span is a
+    // child of this record's `process orders` span, so the mailer below
+    // continues the order's trace.
+    let invoice = format!(r#"{{"order":{},"cents":{}}}"#, order.id, order.cents);
+    let key = format!("order-{}", order.id);
+    producer
+        .send(
+            FutureRecord::to("invoices").key(&key).payload(&invoice),
+            Duration::from_secs(5),
+        )
+        .await
+        .map(drop)
+        .map_err(|(err, _)| HandlerError::transient(err))
+}
+
+/// Mails each invoice: the third hop of the order's trace.
+#[kafka_handler(topics = ["invoices"], group = "mailer")]
+fn mail(invoice: &str) {
+    tracing::info!(invoice, "mailing");
+    MAILED.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Audits every record, whatever its payload, in a second group.
@@ -170,7 +199,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_simple_exporter(exporter.clone())
         .build();
     global::set_tracer_provider(provider.clone());
-    global::set_text_map_propagator(TraceContextPropagator::new());
+    Propagation::default().install();
     let logs = tracing_subscriber::fmt::layer()
         .compact()
         .with_target(false)
@@ -198,6 +227,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if broker.is_mock() {
         broker.create_topic(TOPIC, 2).await?;
         broker.create_topic("orders.dlq", 1).await?;
+        broker.create_topic("invoices", 1).await?;
     }
 
     // Four orders in four traces; billing order 4 keeps failing.
@@ -223,11 +253,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             && AUDITED.load(Ordering::Relaxed) == 6
             && REVIEWED.load(Ordering::Relaxed) == 1
             && PACKED.load(Ordering::Relaxed) == 6
+            && MAILED.load(Ordering::Relaxed) == 5
     };
 
     let mut builder = Consumer::builder()
         .brokers(broker.bootstrap_servers())
-        .handlers(handlers![bill, audit, review, pack])
+        .handlers(handlers![bill, audit, review, pack, mail])
         .tracer_provider(provider.clone());
     for (key, value) in broker.consumer_properties() {
         builder = builder.set(key, value);
