@@ -91,8 +91,8 @@
 //!   recommends; the rest keep their order.
 //! - `baggage`: at most [`MAX_BAGGAGE_MEMBERS`] (64) list members, the first
 //!   ones, and at most [`MAX_BAGGAGE_BYTES`] (8192) bytes: a longer header
-//!   is ignored as a whole (W3C Baggage's limits, which OpenTelemetry's
-//!   `BaggagePropagator` also applies).
+//!   is ignored as a whole. These are W3C Baggage's limits, which
+//!   OpenTelemetry's `BaggagePropagator` applies.
 
 use std::fmt;
 use std::str::FromStr;
@@ -133,7 +133,6 @@ pub const PROPAGATORS_ENV: &str = "OTEL_PROPAGATORS";
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
-const BAGGAGE: &str = "baggage";
 /// What the `b3` format writes.
 const B3_SINGLE_FIELDS: [&str; 1] = ["b3"];
 /// What the `b3multi` format writes (never `x-b3-parentspanid`, as the
@@ -574,7 +573,8 @@ impl TextMapPropagator for CompositePropagator {
             None => cx.clone(),
         };
         if self.formats.contains(&Format::Baggage) {
-            BaggagePropagator::new().extract_with_context(&cx, &BaggageHeader(extractor))
+            // The SDK's propagator applies the baggage bounds itself.
+            BaggagePropagator::new().extract_with_context(&cx, extractor)
         } else {
             cx
         }
@@ -778,30 +778,6 @@ fn is_b3_trace_id(id: &[u8]) -> bool {
 
 fn is_b3_span_id(id: &[u8]) -> bool {
     id.len() == 16 && lower_hex_id(id) == Some(true)
-}
-
-/// The `baggage` header within [`MAX_BAGGAGE_BYTES`] and its first
-/// [`MAX_BAGGAGE_MEMBERS`] members; every other header as it is.
-struct BaggageHeader<'a>(&'a dyn Extractor);
-
-impl Extractor for BaggageHeader<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        let value = self.0.get(key)?;
-        if key != BAGGAGE {
-            return Some(value);
-        }
-        if value.len() > MAX_BAGGAGE_BYTES {
-            return None;
-        }
-        match value.match_indices(',').nth(MAX_BAGGAGE_MEMBERS - 1) {
-            Some((end, _)) => Some(&value[..end]),
-            None => Some(value),
-        }
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys()
-    }
 }
 
 /// Whether `value` is a `traceparent` the W3C Trace Context rules accept.
