@@ -28,7 +28,7 @@ use crate::gather::Gathering;
 use crate::handler::Handler;
 use crate::metrics::Metrics;
 use crate::process::{Failure, Processor};
-use crate::producer::{ProducerSlot, TracedProducer};
+use crate::producer::{self, ProducerSlot, TracedProducer};
 use crate::record::Record;
 use crate::retry::Resolver;
 use crate::shutdown::Shutdown;
@@ -139,7 +139,8 @@ impl ConsumerBuilder {
     /// The producer handlers get when they take a `&TracedProducer`
     /// argument. Default: one per group, created on first use from the
     /// consumer's connection properties (`bootstrap.servers`, `client.id`,
-    /// `security.*`, `sasl.*`, `ssl.*`, ...) with `enable.idempotence=true`.
+    /// `security.*`, `sasl.*`, `ssl.*`, ...) and the dead-letter producer's
+    /// defaults (`enable.idempotence=true`, ...).
     pub fn producer(mut self, producer: TracedProducer) -> Self {
         self.producer = Some(producer);
         self
@@ -391,11 +392,7 @@ impl GroupConsumer {
             .transpose()?;
         let producer = match producer {
             Some(producer) => ProducerSlot::ready(producer),
-            None => ProducerSlot::lazy(
-                DeadLetterConfig::new(self.group.as_str().into(), &config, &[])
-                    .client_config()
-                    .clone(),
-            ),
+            None => ProducerSlot::lazy(producer::config_for(&config, &[])),
         };
         Ok(ConnectedGroup {
             group: self.group,

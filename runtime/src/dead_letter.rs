@@ -49,35 +49,6 @@ pub mod headers {
     pub const MAX_ERROR_MESSAGE: usize = 1024;
 }
 
-/// Properties of the consumer's configuration the dead-letter producer
-/// shares: where the brokers are and how to reach them.
-const SHARED_PREFIXES: [&str; 10] = [
-    "bootstrap.servers",
-    "client.id",
-    "security.",
-    "sasl.",
-    "ssl.",
-    "socket.",
-    "broker.",
-    "reconnect.",
-    "enable.ssl",
-    "client.dns.",
-];
-
-/// What the dead-letter producer sets unless told otherwise.
-const PRODUCER_DEFAULTS: [(&str, &str); 3] = [
-    // No duplicates from librdkafka's own resends.
-    ("enable.idempotence", "true"),
-    // A send the broker has not acknowledged within 30 s fails, is logged
-    // and counted, and is tried again, instead of waiting silently for
-    // librdkafka's default of five minutes.
-    ("message.timeout.ms", "30000"),
-    // A copy is as large as the record it copies; the consumer may fetch
-    // records larger than the producer's 1 MB default. The broker's own
-    // limit still applies.
-    ("message.max.bytes", "104857600"),
-];
-
 /// One group's dead-letter producer.
 pub(crate) struct DeadLetters {
     producer: FutureProducer,
@@ -112,24 +83,8 @@ impl DeadLetterConfig {
         consumer: &ClientConfig,
         overrides: &[(String, String)],
     ) -> Self {
-        let mut config = ClientConfig::new();
-        for (key, value) in PRODUCER_DEFAULTS {
-            config.set(key, value);
-        }
-        for (key, value) in consumer.config_map() {
-            if SHARED_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) {
-                config.set(key, value);
-            }
-        }
-        for (key, value) in overrides {
-            config.set(key, value);
-        }
+        let config = producer::config_for(consumer, overrides);
         Self { group, config }
-    }
-
-    /// The producer's configuration.
-    pub(crate) fn client_config(&self) -> &ClientConfig {
-        &self.config
     }
 
     /// Has librdkafka check the configuration.

@@ -34,6 +34,54 @@ const TRACE_HEADERS: [&str; 8] = [
     "x-b3-flags",
 ];
 
+/// Properties of the consumer's configuration its producers (the
+/// dead-letter one, the one handlers take) share: where the brokers are and how to reach them.
+const SHARED_PREFIXES: [&str; 10] = [
+    "bootstrap.servers",
+    "client.id",
+    "security.",
+    "sasl.",
+    "ssl.",
+    "socket.",
+    "broker.",
+    "reconnect.",
+    "enable.ssl",
+    "client.dns.",
+];
+
+/// What a consumer's producers set unless told otherwise.
+const PRODUCER_DEFAULTS: [(&str, &str); 3] = [
+    // No duplicates from librdkafka's own resends.
+    ("enable.idempotence", "true"),
+    // A send the broker has not acknowledged within 30 s fails, is logged
+    // and counted, and is tried again, instead of waiting silently for
+    // librdkafka's default of five minutes.
+    ("message.timeout.ms", "30000"),
+    // A dead-letter copy is as large as the record it copies; the consumer
+    // may fetch records larger than the producer's 1 MB default. The broker's own
+    // limit still applies.
+    ("message.max.bytes", "104857600"),
+];
+
+/// The configuration of a producer beside the consumer configured by
+/// `consumer`: the defaults, the consumer's connection properties, then
+/// `overrides`.
+pub(crate) fn config_for(consumer: &ClientConfig, overrides: &[(String, String)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in PRODUCER_DEFAULTS {
+        config.set(key, value);
+    }
+    for (key, value) in consumer.config_map() {
+        if SHARED_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) {
+            config.set(key, value);
+        }
+    }
+    for (key, value) in overrides {
+        config.set(key, value);
+    }
+    config
+}
+
 /// A Kafka producer whose records carry their trace.
 ///
 /// [`send`](Self::send) opens a `send {topic}` span (kind `PRODUCER`, a
