@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_semantic_conventions::attribute as semconv;
+use opentelemetry::Context;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -18,9 +17,8 @@ use crate::error::Error;
 use crate::handler::Handler;
 use crate::metrics::Metrics;
 use crate::process::Failure;
-use crate::producer::{self, error_type, SendSpan};
+use crate::producer::{self, error_type, Message, SendSpan};
 use crate::record::Record;
-use crate::span::push_record_attributes;
 
 /// The `dlq.*` headers added to every dead-letter copy.
 pub mod headers {
@@ -162,23 +160,14 @@ impl DeadLetters {
     /// answers.
     async fn send(&self, given_up: &GivenUp<'_>) -> Result<(), KafkaError> {
         let record = given_up.record;
-        let mut attributes = vec![
-            KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
-            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
-            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
-            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, given_up.dlq.to_owned()),
-        ];
-        push_record_attributes(
-            &mut attributes,
-            record,
-            given_up.handler.options().record_key,
-        );
-        let span = SendSpan::start(
-            &self.tracer,
-            given_up.dlq,
-            attributes,
-            &given_up.failure.span_cx,
-        );
+        let record_key = given_up.handler.options().record_key;
+        let message = Message {
+            topic: given_up.dlq,
+            key: record.key().filter(|_| record_key),
+            tombstone: record.payload().is_none(),
+            client_id: None,
+        };
+        let span = SendSpan::start(&self.tracer, message, &given_up.failure.span_cx);
         let headers = copy_headers(given_up, &self.group, span.context());
 
         let mut copy = FutureRecord::<[u8], [u8]>::to(given_up.dlq).headers(headers);
@@ -215,10 +204,7 @@ fn copy_headers(given_up: &GivenUp<'_>, group: &str, send_cx: &Context) -> Owned
         key.starts_with("dlq.")
     });
     let mut add = |key: &str, value: &str| {
-        headers = std::mem::replace(&mut headers, OwnedHeaders::new()).insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        });
+        producer::push_header(&mut headers, key, Some(value.as_bytes()));
     };
     add(headers::ORIGINAL_TOPIC, record.topic());
     add(headers::ORIGINAL_PARTITION, &record.partition().to_string());

@@ -17,7 +17,7 @@ use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
 use crate::error::Error;
-use crate::span::record_failure;
+use crate::span::{push_message_attributes, record_failure};
 
 /// Trace headers every propagator we know of writes. They are dropped from
 /// a record before its new context is injected, even when the installed
@@ -149,35 +149,16 @@ impl TracedProducer {
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
-        let mut attributes = Vec::with_capacity(8);
-        attributes.extend([
-            KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
-            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
-            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
-            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, record.topic.to_owned()),
-        ]);
-        if let Some(key) = record
-            .key
-            .and_then(|k| std::str::from_utf8(k.to_bytes()).ok())
-        {
-            attributes.push(KeyValue::new(
-                semconv::MESSAGING_KAFKA_MESSAGE_KEY,
-                key.to_owned(),
-            ));
-        }
-        if record.payload.is_none() {
-            attributes.push(KeyValue::new(
-                semconv::MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
-                true,
-            ));
-        }
-        if let Some(client_id) = &self.client_id {
-            attributes.push(KeyValue::new(
-                semconv::MESSAGING_CLIENT_ID,
-                client_id.clone(),
-            ));
-        }
-        let span = SendSpan::start(&self.tracer, record.topic, attributes, &Context::current());
+        let span = SendSpan::start(
+            &self.tracer,
+            Message {
+                topic: record.topic,
+                key: record.key.map(ToBytes::to_bytes),
+                tombstone: record.payload.is_none(),
+                client_id: self.client_id.as_ref(),
+            },
+            &Context::current(),
+        );
         let existing = record.headers.take();
         let kept = existing
             .iter()
@@ -231,6 +212,35 @@ impl ProducerSlot {
     }
 }
 
+/// What a `send` span says about the record it sends.
+pub(crate) struct Message<'a> {
+    pub(crate) topic: &'a str,
+    /// The key, when it may be recorded.
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) tombstone: bool,
+    pub(crate) client_id: Option<&'a Arc<str>>,
+}
+
+impl Message<'_> {
+    fn attributes(&self) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(8);
+        attributes.extend([
+            KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
+            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, self.topic.to_owned()),
+        ]);
+        push_message_attributes(&mut attributes, self.key, self.tombstone);
+        if let Some(client_id) = self.client_id {
+            attributes.push(KeyValue::new(
+                semconv::MESSAGING_CLIENT_ID,
+                client_id.clone(),
+            ));
+        }
+        attributes
+    }
+}
+
 /// A `send {topic}` span: ended when the broker answers, or, if the send is
 /// dropped first, ended as cancelled, so a record librdkafka may still
 /// deliver is never shown as acknowledged.
@@ -240,22 +250,21 @@ pub(crate) struct SendSpan {
 }
 
 impl SendSpan {
-    /// Starts `send {topic}` with `attributes`, a child of `parent`.
-    pub(crate) fn start(
-        tracer: &BoxedTracer,
-        topic: &str,
-        attributes: Vec<KeyValue>,
-        parent: &Context,
-    ) -> Self {
+    /// Starts `send {topic}` for `message`, a child of `parent`. Its
+    /// attributes are built only when the span is recorded.
+    pub(crate) fn start(tracer: &BoxedTracer, message: Message<'_>, parent: &Context) -> Self {
         let span = tracer.build_with_context(
             tracer
-                .span_builder(format!("send {topic}"))
-                .with_kind(SpanKind::Producer)
-                .with_attributes(attributes),
+                .span_builder(format!("send {}", message.topic))
+                .with_kind(SpanKind::Producer),
             parent,
         );
+        let cx = parent.with_span(span);
+        if cx.span().is_recording() {
+            cx.span().set_attributes(message.attributes());
+        }
         Self {
-            cx: parent.with_span(span),
+            cx,
             answered: false,
         }
     }
@@ -314,52 +323,43 @@ pub(crate) fn error_type(err: &KafkaError) -> String {
 /// plus `cx` injected through the global propagator: replaced, never
 /// appended.
 pub(crate) fn with_context<'h>(
-    headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>,
+    mut headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>,
     cx: &Context,
     also_drop: impl Fn(&str) -> bool,
 ) -> OwnedHeaders {
-    let mut propagated = Collected::default();
-    global::get_text_map_propagator(|propagator| {
-        propagated.names = propagator.fields().map(str::to_owned).collect();
-        propagator.inject_context(cx, &mut propagated);
-    });
-    let replaced = |key: &str| {
-        also_drop(key)
-            || TRACE_HEADERS
-                .iter()
-                .any(|name| name.eq_ignore_ascii_case(key))
-            || propagated
-                .names
-                .iter()
-                .any(|name| name.eq_ignore_ascii_case(key))
-    };
     let (lower, _) = headers.size_hint();
-    let mut out = OwnedHeaders::new_with_capacity(lower + propagated.pairs.len() + 10);
-    for (key, value) in headers.filter(|(key, _)| !replaced(key)) {
-        out = out.insert(Header { key, value });
-    }
-    for (key, value) in &propagated.pairs {
-        out = out.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        });
-    }
+    let mut out = OwnedHeaders::new_with_capacity(lower + 12);
+    global::get_text_map_propagator(|propagator| {
+        let replaced = |key: &str| {
+            also_drop(key)
+                || TRACE_HEADERS
+                    .iter()
+                    .copied()
+                    .chain(propagator.fields())
+                    .any(|name| name.eq_ignore_ascii_case(key))
+        };
+        for (key, value) in headers.by_ref().filter(|(key, _)| !replaced(key)) {
+            push_header(&mut out, key, value);
+        }
+        propagator.inject_context(cx, &mut HeaderInjector(&mut out));
+    });
     out
 }
 
-/// The propagator's output, and the header names it owns.
-#[derive(Default)]
-struct Collected {
-    names: Vec<String>,
-    pairs: Vec<(String, String)>,
+/// Appends one header to `headers`.
+pub(crate) fn push_header(headers: &mut OwnedHeaders, key: &str, value: Option<&[u8]>) {
+    *headers = std::mem::replace(headers, OwnedHeaders::new()).insert(Header { key, value });
 }
 
-impl Injector for Collected {
+/// Injects a context straight into headers being built.
+struct HeaderInjector<'a>(&'a mut OwnedHeaders);
+
+impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         // The SDK's W3C propagator writes `tracestate` even when it is
         // empty; an empty trace header carries nothing.
         if !value.is_empty() {
-            self.pairs.push((key.to_owned(), value));
+            push_header(self.0, key, Some(value.as_bytes()));
         }
     }
 }

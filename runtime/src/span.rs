@@ -331,13 +331,23 @@ pub(crate) fn push_record_attributes(
     record_key: bool,
 ) {
     let key = record.key().filter(|_| record_key);
+    push_message_attributes(attributes, key, record.payload().is_none());
+}
+
+/// `messaging.kafka.message.key` for a UTF-8 `key`, and
+/// `messaging.kafka.message.tombstone` for a null payload.
+pub(crate) fn push_message_attributes(
+    attributes: &mut Vec<KeyValue>,
+    key: Option<&[u8]>,
+    tombstone: bool,
+) {
     if let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) {
         attributes.push(KeyValue::new(
             semconv::MESSAGING_KAFKA_MESSAGE_KEY,
             key.to_owned(),
         ));
     }
-    if record.payload().is_none() {
+    if tombstone {
         attributes.push(KeyValue::new(
             semconv::MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
             true,
