@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::commit::{self, OffsetTracker};
 use crate::dead_letter::{DeadLetterConfig, DeadLetters};
 use crate::error::Error;
-use crate::gather::Gathering;
+use crate::gather::{Batch, Gathering};
 use crate::handler::Handler;
 use crate::metrics::Metrics;
 use crate::process::{Failure, Processor};
@@ -568,7 +568,11 @@ impl<'s> RunningGroup<'s> {
                 continue;
             };
             if let Some(options) = processor.handler().batch_options() {
-                let Some(batch) = waiting.gathering.push(message, options, Instant::now()) else {
+                let (max_records, max_wait) = (options.max_records(), options.max_wait());
+                let Some(batch) = waiting
+                    .gathering
+                    .push(processor, max_records, max_wait, message)
+                else {
                     continue;
                 };
                 if !self
@@ -661,7 +665,10 @@ impl<'s> RunningGroup<'s> {
     /// the batch is done once they are resolved.
     async fn deliver(
         &'s self,
-        batch: Vec<BorrowedMessage<'s>>,
+        Batch {
+            processor,
+            messages: batch,
+        }: Batch<'s>,
         shutdown: &Shutdown,
         waiting: &mut Waiting<'s>,
         lanes: &mut FuturesUnordered<Lane<'s>>,
@@ -670,11 +677,6 @@ impl<'s> RunningGroup<'s> {
             return true;
         };
         let (topic, partition, last_offset) = (first.topic(), first.partition(), last.offset());
-        let Some(processor) = self.group.processor_for(topic) else {
-            // Batches are only cut for a topic's batch handler.
-            self.mark_done(topic, partition, last_offset);
-            return true;
-        };
         let records: Vec<Record<'_>> = batch
             .iter()
             .map(|message| Record::from_message(message).with_producer(&self.group.producer))

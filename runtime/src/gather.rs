@@ -10,7 +10,7 @@
 use rdkafka::message::{BorrowedMessage, Message as _};
 use tokio::time::Instant;
 
-use crate::batch::BatchOptions;
+use crate::process::Processor;
 
 /// The open batches of one group, one per partition at most.
 #[derive(Default)]
@@ -19,6 +19,7 @@ pub(crate) struct Gathering<'m> {
 }
 
 struct OpenBatch<'m> {
+    processor: &'m Processor,
     /// The partition's, kept: rdkafka measures and checks a message's topic
     /// name on every `topic()` call.
     topic: String,
@@ -28,21 +29,36 @@ struct OpenBatch<'m> {
     deadline: Instant,
 }
 
-impl OpenBatch<'_> {
+/// A batch cut for delivery: its handler and its records, in order.
+pub(crate) struct Batch<'m> {
+    pub(crate) processor: &'m Processor,
+    pub(crate) messages: Vec<BorrowedMessage<'m>>,
+}
+
+impl<'m> OpenBatch<'m> {
+    fn into_batch(self) -> Batch<'m> {
+        Batch {
+            processor: self.processor,
+            messages: self.messages,
+        }
+    }
+
     fn is_of(&self, topic: &str, partition: i32) -> bool {
         self.partition == partition && self.topic == topic
     }
 }
 
 impl<'m> Gathering<'m> {
-    /// Adds `message` to its partition's batch, opening one if needed;
-    /// returns the batch once it holds `max_records`.
+    /// Adds `message` to its partition's batch for `processor` (a batch
+    /// handler's), opening one if needed; returns the batch once it holds
+    /// `max_records`.
     pub(crate) fn push(
         &mut self,
+        processor: &'m Processor,
+        max_records: usize,
+        max_wait: std::time::Duration,
         message: BorrowedMessage<'m>,
-        options: BatchOptions,
-        now: Instant,
-    ) -> Option<Vec<BorrowedMessage<'m>>> {
+    ) -> Option<Batch<'m>> {
         let (topic, partition) = (message.topic(), message.partition());
         let position = self
             .open
@@ -55,20 +71,21 @@ impl<'m> Gathering<'m> {
             }
             None => {
                 let topic = topic.to_owned();
-                let mut messages = Vec::with_capacity(options.max_records().min(1024));
+                let mut messages = Vec::with_capacity(max_records.min(1024));
                 messages.push(message);
                 self.open.push(OpenBatch {
+                    processor,
                     topic,
                     partition,
                     messages,
-                    max_records: options.max_records(),
-                    deadline: now + options.max_wait(),
+                    max_records,
+                    deadline: Instant::now() + max_wait,
                 });
                 self.open.len() - 1
             }
         };
         (self.open[index].messages.len() >= self.open[index].max_records)
-            .then(|| self.open.swap_remove(index).messages)
+            .then(|| self.open.swap_remove(index).into_batch())
     }
 
     /// Whether no batch is open.
@@ -82,9 +99,9 @@ impl<'m> Gathering<'m> {
     }
 
     /// Removes an open batch whose `max_wait` has passed at `now`.
-    pub(crate) fn take_due(&mut self, now: Instant) -> Option<Vec<BorrowedMessage<'m>>> {
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<Batch<'m>> {
         let index = self.open.iter().position(|batch| batch.deadline <= now)?;
-        Some(self.open.swap_remove(index).messages)
+        Some(self.open.swap_remove(index).into_batch())
     }
 
     /// Drops the open batches of partitions this member no longer owns.

@@ -110,17 +110,9 @@ impl Processor {
     /// offset order. Opens the batch span, runs the handler under it, and
     /// returns the records that failed (by index), each with its failure
     /// recorded on a span in its own trace.
-    ///
-    /// A handler that is not a batch handler takes the records one by one.
     pub(crate) async fn deliver(&self, records: &[Record<'_>]) -> Vec<(usize, Failure)> {
         let Invoke::Batch { f, .. } = &self.handler.invoke else {
-            let mut failures = Vec::new();
-            for (index, record) in records.iter().enumerate() {
-                if let Err(failure) = self.attempt(record, 1).await {
-                    failures.push((index, failure));
-                }
-            }
-            return failures;
+            unreachable!("batches are cut only for batch handlers");
         };
         let Some(first) = records.first() else {
             return Vec::new();
