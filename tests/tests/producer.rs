@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{
-    attribute, error_type, header_values, new_topic, read_all, retarget, send, start_consumer,
-    stop_consumer, telemetry, traced, wait_until, Mode, Telemetry,
+    attribute, error_type, header_values, new_topic, only_span, read_all, retarget, send,
+    start_consumer, stop_consumer, telemetry, traced, wait_until, Mode, Telemetry,
 };
 use kafka_handler::testing::{EmbeddedBroker, TestRecord};
 use kafka_handler::{handlers, kafka_handler, HandlerError, Record, TracedProducer};
@@ -45,13 +45,6 @@ fn producer(broker: &EmbeddedBroker) -> TracedProducer {
             .set("message.timeout.ms", "10000"),
     )
     .expect("a producer")
-}
-
-/// The one span named `name` in `trace`.
-fn only(spans: &[SpanData], name: &str) -> SpanData {
-    let found: Vec<&SpanData> = spans.iter().filter(|s| s.name == name).collect();
-    assert_eq!(found.len(), 1, "exactly one {name}: {found:?}");
-    found[0].clone()
 }
 
 /// Where each hop forwards to, by the topic it consumes.
@@ -151,11 +144,11 @@ async fn a_three_hop_chain_is_one_trace_and_carries_baggage() {
         .filter(|s| s.span_context.trace_id() == origin.trace_id())
         .collect();
     let chain = [
-        only(&spans, &format!("process {a}")),
-        only(&spans, &format!("send {b}")),
-        only(&spans, &format!("process {b}")),
-        only(&spans, &format!("send {c}")),
-        only(&spans, &format!("process {c}")),
+        only_span(&spans, &format!("process {a}")),
+        only_span(&spans, &format!("send {b}")),
+        only_span(&spans, &format!("process {b}")),
+        only_span(&spans, &format!("send {c}")),
+        only_span(&spans, &format!("process {c}")),
     ];
     assert_eq!(chain[0].parent_span_id, origin.span_id());
     for pair in chain.windows(2) {
@@ -235,7 +228,7 @@ async fn trace_headers_are_replaced_not_appended() {
         })
         .unwrap_or_default();
     assert_eq!(keys, ["tenant", "region", "traceparent"]);
-    let send = only(
+    let send = only_span(
         &telemetry.spans_named(&format!("send {topic}")),
         &format!("send {topic}"),
     );
@@ -276,7 +269,7 @@ async fn a_refused_send_ends_its_span_with_the_error() {
         )
         .await;
     assert!(result.is_err(), "the broker refused it");
-    let send = only(
+    let send = only_span(
         &telemetry.spans_named(&format!("send {topic}")),
         &format!("send {topic}"),
     );

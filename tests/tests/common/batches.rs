@@ -11,12 +11,11 @@ use kafka_handler::{handlers, kafka_handler, Batch, Handler, Json, Record};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceId};
 use opentelemetry::{Context, Value};
 use opentelemetry_sdk::trace::SpanData;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{
-    assert_continues, attribute, error_type, int_attribute, new_topic, new_topic_with_dlq,
-    read_all, retarget, send, start_consumer, stop_consumer, telemetry, traced_headers, wait_until,
-    Mode, TestHeaders,
+    assert_continues, attribute, current_span_contexts, error_type, int_attribute, new_topic,
+    new_topic_with_dlq, read_all, retarget, send, start_consumer, stop_consumer, telemetry,
+    traced_headers, wait_until, Mode, TestHeaders,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -37,19 +36,8 @@ struct Current {
 
 static CURRENT: Mutex<Vec<Current>> = Mutex::new(Vec::new());
 
-fn now_current() -> (SpanContext, SpanContext) {
-    (
-        Context::current().span().span_context().clone(),
-        tracing::Span::current()
-            .context()
-            .span()
-            .span_context()
-            .clone(),
-    )
-}
-
 fn note(topic: &str, record: Option<&Record<'_>>, after_yield: Option<SpanContext>) {
-    let (otel, traced) = now_current();
+    let (otel, traced) = current_span_contexts();
     note_at(topic, record, (otel, traced), after_yield);
 }
 
@@ -90,7 +78,7 @@ async fn walk(batch: Batch<'_, &Record<'_>>) {
             item.process(|record| note(topic, Some(record), None));
         } else {
             item.process_async(|record| async move {
-                let at_start = now_current();
+                let at_start = current_span_contexts();
                 tokio::task::yield_now().await;
                 let after = Context::current().span().span_context().clone();
                 note_at(topic, Some(record), at_start, Some(after));

@@ -12,14 +12,13 @@ use std::time::Duration;
 use kafka_handler::context::{self, in_current_context, InCurrentContext as _};
 use kafka_handler::testing::{EmbeddedBroker, TestRecord};
 use kafka_handler::{handlers, kafka_handler, Key, Record};
-use opentelemetry::trace::{Span as _, SpanContext, SpanId, TraceContextExt as _, Tracer as _};
-use opentelemetry::{global, Context};
+use opentelemetry::global;
+use opentelemetry::trace::{Span as _, SpanContext, SpanId, Tracer as _};
 use opentelemetry_sdk::trace::SpanData;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{
-    assert_child_of, attribute, int_attribute, new_topic, retarget, send, start_consumer,
-    stop_consumer, telemetry, traced, wait_until, Mode,
+    assert_child_of, attribute, current_span_contexts, int_attribute, new_topic, only_span,
+    retarget, send, start_consumer, stop_consumer, telemetry, traced, wait_until, Mode,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -36,13 +35,10 @@ struct Current {
 
 impl Current {
     fn now() -> Self {
+        let (otel, traced) = current_span_contexts();
         Self {
-            otel: Context::current().span().span_context().clone(),
-            traced: tracing::Span::current()
-                .context()
-                .span()
-                .span_context()
-                .clone(),
+            otel,
+            traced,
             thread: std::thread::current().id(),
         }
     }
@@ -109,13 +105,6 @@ async fn spread(record: &Record<'_>, key: Key<'_>) {
     let (t, k) = (topic, key);
     let thread = std::thread::spawn(move || work(&t, &k, NOT_CARRIED[1]));
     tokio::task::block_in_place(|| thread.join()).unwrap();
-}
-
-/// The one finished span named `name`.
-fn only_span(spans: &[SpanData], name: &str) -> SpanData {
-    let found: Vec<&SpanData> = spans.iter().filter(|s| s.name == name).collect();
-    assert_eq!(found.len(), 1, "exactly one span named {name:?}");
-    found[0].clone()
 }
 
 /// Three traced records, each handled by [`spread`]: the spans the work

@@ -379,6 +379,27 @@ pub fn assert_continues(span: &SpanData, producer: Option<&SpanContext>, what: &
     }
 }
 
+/// The spans `Context::current()` and `tracing::Span::current()` name
+/// (the latter invalid without the tracing-opentelemetry layer).
+pub fn current_span_contexts() -> (SpanContext, SpanContext) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    (
+        Context::current().span().span_context().clone(),
+        tracing::Span::current()
+            .context()
+            .span()
+            .span_context()
+            .clone(),
+    )
+}
+
+/// The one span of `spans` named `name`; fails when there is none or more.
+pub fn only_span(spans: &[SpanData], name: &str) -> SpanData {
+    let found: Vec<&SpanData> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "exactly one span named {name:?}: {found:?}");
+    found[0].clone()
+}
+
 /// The value of attribute `key` on `span`.
 pub fn attribute(span: &SpanData, key: &str) -> Option<Value> {
     span.attributes
@@ -497,6 +518,16 @@ macro_rules! contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_batch_links_only_valid_contexts_and_dead_letters_bad_payloads_alone() {
             common::batches::batch_of_mixed_records($mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn spawned_tasks_and_threads_continue_the_records_span() {
+            common::boundaries::spawned_work_is_a_child_of_the_record($mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn an_async_handler_keeps_its_context_when_it_resumes_on_another_thread() {
+            common::boundaries::async_handler_keeps_its_context_across_threads($mode).await;
         }
     };
 }

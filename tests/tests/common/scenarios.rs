@@ -11,12 +11,11 @@ use kafka_handler::{handlers, kafka_handler, HandlerError, Key, Processor, Recor
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceId};
 use opentelemetry::Context;
 use rdkafka::message::{Header, OwnedHeaders};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{
-    assert_child_of, assert_continues, assert_process_attributes, attribute, new_topic,
-    new_topic_with_dlq, retarget, send, start_consumer, stop_consumer, telemetry, traced,
-    traced_headers, wait_until, Mode,
+    assert_child_of, assert_continues, assert_process_attributes, attribute, current_span_contexts,
+    new_topic, new_topic_with_dlq, retarget, send, start_consumer, stop_consumer, telemetry,
+    traced, traced_headers, wait_until, Mode,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -45,17 +44,6 @@ fn seen_on(topic: &str) -> Vec<Seen> {
         .filter(|s| s.topic == topic)
         .cloned()
         .collect()
-}
-
-fn current_span_contexts() -> (SpanContext, SpanContext) {
-    (
-        Context::current().span().span_context().clone(),
-        tracing::Span::current()
-            .context()
-            .span()
-            .span_context()
-            .clone(),
-    )
 }
 
 fn remember(
