@@ -17,7 +17,7 @@ use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
 use crate::error::Error;
-use crate::span::{push_message_attributes, record_failure};
+use crate::span::{operation_attributes, push_message_attributes, record_failure};
 
 /// Trace headers every propagator we know of writes. They are dropped from
 /// a record before its new context is injected, even when the installed
@@ -223,20 +223,12 @@ pub(crate) struct Message<'a> {
 
 impl Message<'_> {
     fn attributes(&self) -> Vec<KeyValue> {
-        let mut attributes = Vec::with_capacity(8);
-        attributes.extend([
-            KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
-            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
-            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
-            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, self.topic.to_owned()),
-        ]);
+        let mut attributes = operation_attributes("send", self.client_id);
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_DESTINATION_NAME,
+            self.topic.to_owned(),
+        ));
         push_message_attributes(&mut attributes, self.key, self.tombstone);
-        if let Some(client_id) = self.client_id {
-            attributes.push(KeyValue::new(
-                semconv::MESSAGING_CLIENT_ID,
-                client_id.clone(),
-            ));
-        }
         attributes
     }
 }

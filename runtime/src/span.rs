@@ -304,16 +304,29 @@ fn process_attributes(
 }
 
 /// What every `process` span carries, for one record or a batch: the
-/// system, the operation, the group and the client id.
+/// system, the operation, the client id and the group.
 fn common_attributes(scope: &SpanScope) -> Vec<KeyValue> {
+    let mut attributes = operation_attributes("process", scope.client_id.as_ref());
+    attributes.push(KeyValue::new(
+        semconv::MESSAGING_CONSUMER_GROUP_NAME,
+        scope.group.clone(),
+    ));
+    attributes
+}
+
+/// What every span of ours carries: `messaging.system`, the operation
+/// (`process` or `send`) and `messaging.client.id` when set.
+pub(crate) fn operation_attributes(
+    operation: &'static str,
+    client_id: Option<&Arc<str>>,
+) -> Vec<KeyValue> {
     let mut attributes = Vec::with_capacity(11);
     attributes.extend([
         KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
-        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
-        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
-        KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, scope.group.clone()),
+        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, operation),
+        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, operation),
     ]);
-    if let Some(client_id) = &scope.client_id {
+    if let Some(client_id) = client_id {
         attributes.push(KeyValue::new(
             semconv::MESSAGING_CLIENT_ID,
             client_id.clone(),
