@@ -18,136 +18,23 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kafka_handler::propagation::Propagation;
 use kafka_handler::testing::{EmbeddedBroker, TestRecord};
-use kafka_handler::TracedProducer;
-use kafka_handler::{
-    handlers, kafka_handler, Batch, Consumer, HandlerError, Json, Key, RecordHeaders, RecordMeta,
-    Shutdown,
+use kafka_handler::{handlers, Consumer, Shutdown};
+use kafka_handler_examples::orders::{
+    audit, bill, mail, pack, review, AUDITED, BILLED, MAILED, PACKED, REVIEWED,
 };
 use opentelemetry::trace::{
     SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer, TracerProvider as _,
 };
 use opentelemetry::{global, Context, KeyValue};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use rdkafka::producer::FutureRecord;
-use serde::Deserialize;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 const TOPIC: &str = "orders";
-
-#[derive(Debug, Deserialize)]
-struct Order {
-    id: u64,
-    cents: u64,
-}
-
-#[derive(Debug)]
-struct GatewayDown(u64);
-
-impl std::fmt::Display for GatewayDown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "payment gateway unavailable for order {}", self.0)
-    }
-}
-
-static BILLED: AtomicUsize = AtomicUsize::new(0);
-static AUDITED: AtomicUsize = AtomicUsize::new(0);
-static REVIEWED: AtomicUsize = AtomicUsize::new(0);
-static PACKED: AtomicUsize = AtomicUsize::new(0);
-static MAILED: AtomicUsize = AtomicUsize::new(0);
-
-/// Bills an order. Runs inside the order's trace: the span below is a child
-/// of this record's `process orders` span. A failure is retried twice with
-/// backoff, each attempt its own span in the same trace; then the record is
-/// copied to `orders.dlq` and committed.
-#[kafka_handler(topics = ["orders"], group = "billing",
-                retries = 2, backoff = "50ms..200ms", dlq = "orders.dlq")]
-async fn bill(
-    order: Json<Order>,
-    meta: &RecordMeta,
-    producer: &TracedProducer,
-) -> Result<(), HandlerError> {
-    tracing::info_span!("charge card", order.id = order.id, cents = order.cents).in_scope(
-        || {
-            tracing::info!(order.id = order.id, partition = meta.partition(), "billing");
-            if order.cents == 0 {
-                return Err(HandlerError::transient(GatewayDown(order.id)));
-            }
-            Ok(())
-        },
-    )?;
-    BILLED.fetch_add(1, Ordering::Relaxed);
-    // Consume, transform, produce: the invoice's `send invoices` span is a
-    // child of this record's `process orders` span, so the mailer below
-    // continues the order's trace.
-    let invoice = format!(r#"{{"order":{},"cents":{}}}"#, order.id, order.cents);
-    let key = format!("order-{}", order.id);
-    producer
-        .send(
-            FutureRecord::to("invoices").key(&key).payload(&invoice),
-            Duration::from_secs(5),
-        )
-        .await
-        .map(drop)
-        .map_err(|(err, _)| HandlerError::transient(err))
-}
-
-/// Mails each invoice: the third hop of the order's trace.
-#[kafka_handler(topics = ["invoices"], group = "mailer")]
-fn mail(invoice: &str) {
-    tracing::info!(invoice, "mailing");
-    MAILED.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Audits every record, whatever its payload, in a second group.
-#[kafka_handler(topics = ["orders"], group = "audit")]
-fn audit(payload: &str, key: Key<'_>) {
-    AUDITED.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(key = key.as_str(), bytes = payload.len(), "audited");
-}
-
-/// Packs orders in batches, in a third group so it sees every order: up to
-/// 100 orders of one partition per call, cut 50 ms after the first arrived.
-/// The call runs under one `process orders` batch span, linked to each
-/// order's producer; each `order.process(..)` runs under that order's own
-/// `process orders` span, a child of its producer's span (so the `pack box`
-/// span below lands in the order's trace). A failure inside `process` would
-/// fail that order alone; returning `Err` would fail the whole batch.
-#[kafka_handler(topics = ["orders"], group = "warehouse",
-                batch(max_records = 100, max_wait = "50ms"))]
-async fn pack(batch: Batch<'_, Json<Order>>) -> Result<(), HandlerError> {
-    tracing::info!(
-        orders = batch.len(),
-        partition = batch.partition(),
-        "packing a batch"
-    );
-    for order in &batch {
-        order.process(|order| {
-            let _box = tracing::info_span!("pack box", order.id = order.id).entered();
-            tracing::info!(order.id = order.id, "packed");
-            PACKED.fetch_add(1, Ordering::Relaxed);
-        });
-    }
-    Ok(())
-}
-
-/// Reviews dead-lettered orders: its span lands in the order's own trace,
-/// under the `send orders.dlq` span.
-#[kafka_handler(topics = ["orders.dlq"], group = "billing-review")]
-fn review(key: Key<'_>, headers: RecordHeaders<'_>) {
-    let header = |name| String::from_utf8_lossy(headers.get(name).unwrap_or_default()).into_owned();
-    tracing::warn!(
-        key = key.as_str(),
-        attempts = header("dlq.attempts"),
-        error = header("dlq.error.message"),
-        "order needs a human"
-    );
-    REVIEWED.fetch_add(1, Ordering::Relaxed);
-}
 
 /// The checkout service: a server span, then a producer span whose context
 /// travels in the record's `traceparent`.

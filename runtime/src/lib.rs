@@ -38,6 +38,8 @@
 //! The tracing contract (span names, attributes, what happens to malformed
 //! headers) is in the README.
 
+#[cfg(feature = "main")]
+pub mod app;
 mod backoff;
 mod batch;
 mod commit;
@@ -48,6 +50,7 @@ mod error;
 mod extract;
 mod gather;
 mod handler;
+mod health;
 pub mod metrics;
 mod outcome;
 mod process;
@@ -65,6 +68,7 @@ pub use consumer::{Consumer, ConsumerBuilder, BROKERS_ENV};
 pub use error::Error;
 pub use extract::{FromRecord, Json, Key};
 pub use handler::{Handler, HandlerFactory, HandlerFuture, HandlerOptions};
+pub use health::{Health, Probe};
 pub use kafka_handler_macros::kafka_handler;
 pub use outcome::{ErrorKind, HandlerError, IntoOutcome, Outcome};
 pub use process::Processor;

@@ -1,1 +1,98 @@
-//! End-to-end tests live in `tests/`.
+//! A harness for tests that run kafka-handler's example binaries the way an
+//! operator would: as child processes, against a broker in another process,
+//! exporting telemetry over the network.
+//!
+//! - [`otlp`]: an OTLP/HTTP receiver that keeps the spans (and metric names)
+//!   a process exports.
+//! - [`process`]: the built example binaries, a [`ChildProcess`] wrapper
+//!   that captures its output, and the [`DevBroker`] (the `dev_broker`
+//!   example) as a child.
+//! - [`kafka`]: producing traced records and reading committed offsets.
+//! - [`http`]: a tiny HTTP/1.1 GET for health and metrics endpoints.
+//!
+//! Every wait is bounded and fails with a message that says what it waited
+//! for, with whatever diagnostics the caller passes (typically a child's
+//! captured output).
+//!
+//! The end-to-end tests of the library itself (in-process consumers) live
+//! in `tests/` and do not use this crate.
+
+pub mod http;
+pub mod kafka;
+pub mod otlp;
+pub mod process;
+
+use std::time::Duration;
+
+pub use otlp::{AttributeValue, OtlpReceiver, ReceivedSpan};
+pub use process::{example_binary, ChildProcess, DevBroker, Signal};
+
+/// Polls `poll` every 20 ms until it returns `Some`, and returns that value.
+/// Panics after `limit` with `what` and the text `diagnostics` returns then
+/// (for example [`ChildProcess::dump`]).
+pub async fn wait_for<T>(
+    limit: Duration,
+    what: &str,
+    mut poll: impl FnMut() -> Option<T>,
+    diagnostics: impl FnOnce() -> String,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = poll() {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "timed out after {limit:?} waiting for {what}\n{}",
+                diagnostics()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`wait_for`] with a yes/no condition.
+pub async fn wait_until(
+    limit: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    diagnostics: impl FnOnce() -> String,
+) {
+    wait_for(limit, what, || condition().then_some(()), diagnostics).await;
+}
+
+/// A port on 127.0.0.1 that nothing listens on: bound, then released. Good
+/// for "the broker is down" and "the collector is unreachable".
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    let port = listener.local_addr().expect("a bound address").port();
+    drop(listener);
+    port
+}
+
+/// `n` random bytes as lower-case hex (for trace and span ids, unique names).
+pub fn random_hex(bytes: usize) -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut out = String::with_capacity(bytes * 2);
+    while out.len() < bytes * 2 {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        out.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+/// A name no other test uses: `{prefix}-{random hex}`.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", random_hex(6))
+}

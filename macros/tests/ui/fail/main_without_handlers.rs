@@ -1,0 +1,2 @@
+// `main!` needs at least one handler.
+kafka_handler::main!();
