@@ -6,7 +6,7 @@
 //! 16 partitions of one topic, counts what the mock actually kept (the sum of
 //! high minus low watermarks: the mock silently drops old data beyond about
 //! 5 MiB per partition), then reads the whole topic from the earliest offset
-//! with a fresh consumer group per run, in eight configurations:
+//! with a fresh consumer group per run, in nine configurations:
 //!
 //! - `raw BaseConsumer`: rdkafka's `BaseConsumer` poll loop reading the
 //!   payload and iterating the headers. The floor, and the baseline of every
@@ -28,6 +28,12 @@
 //!   (`record.process(|payload| ..)`: the record's context and its own
 //!   `process` span, linked to the batch's `process` span, which links every
 //!   record's producer). The trace-correct way to write a batch handler.
+//! - `kafka-handler, tracing off, SDK metrics`: the single-record
+//!   configuration with an SDK meter provider installed (a periodic reader
+//!   every second, exporting to a sink that discards), so the per-record
+//!   metrics (one `messaging.process.duration` measurement and one
+//!   `messaging.client.consumed.messages` increment) are recorded; every
+//!   other configuration runs with the global no-op meter provider.
 //!
 //! "Tracing off" means no tracer provider is installed (the global no-op).
 //! "100% sampled" installs a fresh SDK provider per run: the default
@@ -60,7 +66,7 @@
 //! before (a partition's records stop arriving for more than 50 ms while the
 //! consumer reads the others), and it waits for `max_wait`. The batch table
 //! reports that tail and the rate up to the end of the last full batch
-//! beside the first-to-last rate. The set of eight runs is
+//! beside the first-to-last rate. The set of nine runs is
 //! repeated `BENCH_REPEATS` times (default 5), in a rotated order each time,
 //! reversed every other time, and the table reports medians and ratios
 //! against the raw `BaseConsumer` of the same process. The mock's rate is a
@@ -88,10 +94,15 @@ use kafka_handler::testing::EmbeddedBroker;
 use kafka_handler::{
     handlers, kafka_handler, Batch, BatchOptions, Consumer, HandlerFactory, Shutdown,
 };
+use opentelemetry::metrics::noop::NoopMeterProvider;
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::noop::NoopTracerProvider;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _};
 use opentelemetry::{global, Context, KeyValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers as _, Message as _};
@@ -549,18 +560,71 @@ fn batch_run(first: Option<Instant>) -> BatchRun {
 }
 
 // ---------------------------------------------------------------------------
+// Metrics.
+
+/// A metric exporter that counts its exports and drops them.
+#[derive(Debug, Default)]
+struct DiscardMetrics(AtomicU64);
+
+impl PushMetricExporter for DiscardMetrics {
+    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+/// Installs an SDK meter provider as the global one: a periodic reader
+/// collecting every second into [`DiscardMetrics`].
+fn install_meter_provider() -> SdkMeterProvider {
+    let reader = PeriodicReader::builder(DiscardMetrics::default())
+        .with_interval(Duration::from_secs(1))
+        .build();
+    let provider = SdkMeterProvider::builder().with_reader(reader).build();
+    global::set_meter_provider(provider.clone());
+    provider
+}
+
+/// Puts the global no-op meter provider back and shuts `provider` down.
+fn uninstall_meter_provider(provider: SdkMeterProvider) {
+    global::set_meter_provider(NoopMeterProvider::new());
+    if let Err(err) = provider.shutdown() {
+        eprintln!("shutting the meter provider down failed: {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The runs and the report.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Raw,
     RawStream,
-    HandWritten { sampled: bool },
-    KafkaHandler { sampled: bool },
-    KafkaHandlerBatch { sampled: bool },
+    HandWritten {
+        sampled: bool,
+    },
+    KafkaHandler {
+        sampled: bool,
+    },
+    KafkaHandlerBatch {
+        sampled: bool,
+    },
+    /// Tracing off, SDK meter provider installed.
+    KafkaHandlerMetered,
 }
 
-const KINDS: [Kind; 8] = [
+const KINDS: [Kind; 9] = [
     Kind::Raw,
     Kind::RawStream,
     Kind::HandWritten { sampled: false },
@@ -569,6 +633,7 @@ const KINDS: [Kind; 8] = [
     Kind::KafkaHandler { sampled: true },
     Kind::KafkaHandlerBatch { sampled: false },
     Kind::KafkaHandlerBatch { sampled: true },
+    Kind::KafkaHandlerMetered,
 ];
 
 /// `max_links_per_span` of every sampled run's provider: the SDK's default
@@ -594,6 +659,7 @@ impl Kind {
             Kind::KafkaHandlerBatch { sampled: true } => {
                 "kafka-handler batch handler (500 / 50ms, `process` per record), 100% sampled"
             }
+            Kind::KafkaHandlerMetered => "kafka-handler `Consumer`, tracing off, SDK metrics",
         }
     }
 
@@ -607,6 +673,7 @@ impl Kind {
             Kind::KafkaHandler { sampled: true } => "kh-on",
             Kind::KafkaHandlerBatch { sampled: false } => "batch-off",
             Kind::KafkaHandlerBatch { sampled: true } => "batch-on",
+            Kind::KafkaHandlerMetered => "kh-metrics",
         }
     }
 
@@ -642,6 +709,12 @@ impl Kind {
             Kind::HandWritten { .. } => run_hand_written(runtime, broker, group, expected),
             Kind::KafkaHandler { .. } => {
                 run_kafka_handler(runtime, broker, group, expected, telemetry.as_ref(), false)
+            }
+            Kind::KafkaHandlerMetered => {
+                let meter_provider = install_meter_provider();
+                let result = run_kafka_handler(runtime, broker, group, expected, None, false);
+                uninstall_meter_provider(meter_provider);
+                result
             }
             Kind::KafkaHandlerBatch { .. } => {
                 run_kafka_handler(runtime, broker, group, expected, telemetry.as_ref(), true)
@@ -788,6 +861,7 @@ fn main() {
     let ratio = |kind: Kind| medians[index(kind)] / raw;
     let kh_on = ratio(Kind::KafkaHandler { sampled: true });
     let kh_off = ratio(Kind::KafkaHandler { sampled: false });
+    let kh_metrics = ratio(Kind::KafkaHandlerMetered);
     let hand_on = ratio(Kind::HandWritten { sampled: true });
     let hand_off = ratio(Kind::HandWritten { sampled: false });
     let verdict = |met: bool| if met { "met" } else { "**missed**" };
@@ -811,6 +885,10 @@ fn main() {
         "| never slower than hand-written, tracing off | {kh_off:.2}× vs {hand_off:.2}× raw (kafka-handler ÷ hand-written = {:.2}) | {} |",
         kh_off / hand_off,
         verdict(kh_off >= hand_off)
+    );
+    println!(
+        "| metrics' cost (reference): tracing off with an SDK meter provider | {kh_metrics:.2}× raw, {:.2}× tracing off without one | |",
+        kh_metrics / kh_off
     );
 
     // The batch handler against the floor and the single-record handler of

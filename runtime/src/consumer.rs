@@ -16,17 +16,19 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _, OwnedMessage};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio::time::Instant;
 
 use crate::commit::{self, OffsetTracker};
 use crate::dead_letter::{DeadLetterConfig, DeadLetters};
-use crate::error::Error;
+use crate::error::{self, Error};
 use crate::gather::{Batch, Gathering};
 use crate::handler::Handler;
-use crate::metrics::Metrics;
+use crate::health::{GroupHealth, Health};
+use crate::metrics::{Metrics, PartitionLag, ProcessMetrics};
 use crate::process::{Failure, Processor};
 use crate::producer::{self, ProducerSlot, TracedProducer};
 use crate::record::Record;
@@ -42,6 +44,13 @@ const OWNED_PROPERTIES: [(&str, &str); 2] = [
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
 ];
+
+/// librdkafka's statistics feed the lag metric and tell readiness that
+/// commits go through; every 5 s unless `statistics.interval.ms` is set.
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// librdkafka's default `max.poll.interval.ms`.
+const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_millis(300_000);
 
 /// Builds a [`Consumer`].
 #[derive(Debug)]
@@ -231,9 +240,11 @@ impl ConsumerBuilder {
                 timings,
             )?);
         }
+        let health = Health::new(runs.iter().map(|group| group.health.clone()).collect());
         Ok(Consumer {
             groups: runs,
             tracer_provider: self.tracer_provider,
+            health,
         })
     }
 }
@@ -242,6 +253,7 @@ impl ConsumerBuilder {
 pub struct Consumer {
     groups: Vec<ConnectedGroup>,
     tracer_provider: Option<SdkTracerProvider>,
+    health: Health,
 }
 
 /// How often a group commits, and how long a record in flight may run
@@ -269,23 +281,44 @@ impl Consumer {
         ConsumerBuilder::default()
     }
 
+    /// The consumer's health, for liveness and readiness probes. Take it
+    /// before calling [`run`](Self::run); it stays valid while the consumer runs.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
     /// Consumes until `shutdown` is triggered, then finishes the records in
     /// flight (within the shutdown timeout), commits, and flushes spans.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
         // Each group on its own task: a slow handler in one group does not
         // hold up the others.
         let mut tasks = tokio::task::JoinSet::new();
-        for group in self.groups {
+        let mut healths = Vec::with_capacity(self.groups.len());
+        for mut group in self.groups {
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { group.run(&shutdown).await });
+            let health = group.health.clone();
+            let task = tasks.spawn(async move {
+                let result = group.run(&shutdown).await;
+                let error = result.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+                group.health.stopped(error);
+                result
+            });
+            healths.push((task.id(), health));
         }
         let mut result = Ok(());
-        while let Some(finished) = tasks.join_next().await {
-            let outcome = finished.unwrap_or_else(|join_error| {
-                Err(Error::Task(format!(
-                    "a consumer group task stopped unexpectedly: {join_error}"
-                )))
-            });
+        while let Some(finished) = tasks.join_next_with_id().await {
+            let outcome = finished
+                .map(|(_, outcome)| outcome)
+                .unwrap_or_else(|join_error| {
+                    let error = Error::Task(format!(
+                        "a consumer group task stopped unexpectedly: {join_error}"
+                    ));
+                    if let Some((_, health)) = healths.iter().find(|(id, _)| *id == join_error.id())
+                    {
+                        health.stopped(Some(&error));
+                    }
+                    Err(error)
+                });
             if let Err(error) = outcome {
                 // One group failing stops the others (they commit and stop
                 // cleanly): the consumer as a whole no longer does its job.
@@ -364,12 +397,19 @@ impl GroupConsumer {
         config
             .set("bootstrap.servers", brokers)
             .set("group.id", &self.group)
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         for (key, value) in properties {
             config.set(key, value);
         }
         for (key, value) in OWNED_PROPERTIES {
             config.set(key, value);
+        }
+        // rdkafka derives librdkafka's log level from the `log` crate's,
+        // which is `Error` when only `tracing` is set up. Readiness needs
+        // the warnings: a failed async commit is only a `COMMITFAIL` one.
+        if (config.log_level as i32) < RDKafkaLogLevel::Warning as i32 {
+            config.set_log_level(RDKafkaLogLevel::Warning);
         }
         config.create_native_config().map_err(|err| {
             Error::kafka(
@@ -394,7 +434,12 @@ impl GroupConsumer {
             Some(producer) => ProducerSlot::ready(producer),
             None => ProducerSlot::lazy(producer::config_for(&config, &[])),
         };
+        let max_poll_interval = config
+            .get("max.poll.interval.ms")
+            .and_then(|ms| ms.trim().parse().ok())
+            .map_or(DEFAULT_MAX_POLL_INTERVAL, Duration::from_millis);
         Ok(ConnectedGroup {
+            health: GroupHealth::new(self.group.clone(), max_poll_interval),
             group: self.group,
             processors: self.processors,
             routes: self.routes,
@@ -416,6 +461,7 @@ struct ConnectedGroup {
     /// The producer handlers can take as an argument.
     producer: ProducerSlot,
     timings: Timings,
+    health: Arc<GroupHealth>,
 }
 
 /// A group while it runs: its Kafka consumer and offsets.
@@ -447,19 +493,29 @@ impl ConnectedGroup {
             .map(|(_, index)| &self.processors[*index])
     }
 
-    async fn run(&self, shutdown: &Shutdown) -> Result<(), Error> {
+    async fn run(&mut self, shutdown: &Shutdown) -> Result<(), Error> {
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
         let metrics = Metrics::new();
+        let group: Arc<str> = self.group.as_str().into();
+        for processor in &mut self.processors {
+            processor.set_metrics(ProcessMetrics::new(metrics.clone(), group.clone()));
+        }
         let dead_letters = self
             .dead_letters
             .as_ref()
-            .map(|config| config.create(metrics.clone()))
+            .map(|config| config.create(metrics.clone(), self.health.clone()))
             .transpose()?;
+        // The consumer's context owns the lags; the gauge only looks.
+        let lags = Arc::new(Mutex::new(Vec::new()));
+        Metrics::observe_lag(Arc::downgrade(&lags));
         let context = GroupContext {
             group: self.group.clone(),
             tracker: tracker.clone(),
             revoked: Mutex::default(),
             any_revoked: AtomicBool::new(false),
+            health: self.health.clone(),
+            lags,
+            last_error: Mutex::default(),
         };
         let consumer: StreamConsumer<GroupContext> =
             self.config.create_with_context(context).map_err(|err| {
@@ -490,15 +546,27 @@ impl<'s> RunningGroup<'s> {
             )
         })?;
         tracing::info!(target: "kafka_handler", group = %self.group.group, ?topics, "consumer started");
+        let health = &self.group.health;
+        health.started();
 
         // One long-lived stream: `recv()` would register and unregister a
         // waker (two mutex locks) per message.
         let mut stream = self.consumer.stream();
         let commit_interval = self.group.timings.commit_interval;
         let mut next_commit = Instant::now() + commit_interval;
+        // An idle loop still turns (and polls) often enough for liveness.
+        let heartbeat = health.max_poll_interval() / 2;
         let mut waiting = Waiting::default();
         let mut lanes: FuturesUnordered<Lane<'s>> = FuturesUnordered::new();
+        let mut stopped_by = None;
+        // When the last record's attempt ended: the next turn's time.
+        let mut ended = None;
         'poll: while !shutdown.is_triggered() {
+            // One clock read per turn (or the last attempt's end), for
+            // liveness, commits, batches and the next record's duration.
+            let now = ended.take().unwrap_or_else(Instant::now);
+            health.turned(now.into_std());
+            self.commit_if_due(now, &mut next_commit);
             if !lanes.is_empty() {
                 // Lanes progress on every turn, also while the stream
                 // always has a message ready.
@@ -509,7 +577,6 @@ impl<'s> RunningGroup<'s> {
             if !waiting.gathering.is_empty() {
                 // Batches past their `max_wait` go out, also while the
                 // stream always has a message ready.
-                let now = Instant::now();
                 while let Some(batch) = waiting.gathering.take_due(now) {
                     if !self
                         .deliver(batch, shutdown, &mut waiting, &mut lanes)
@@ -519,21 +586,24 @@ impl<'s> RunningGroup<'s> {
                     }
                 }
             }
+            // The record's duration starts with the turn that took it (its
+            // poll included), or when it arrived, after a wait.
+            let mut taken = now;
             let polled = match stream.next().now_or_never() {
                 Some(polled) => polled,
                 None => {
                     let batch_due = waiting.gathering.next_deadline();
                     tokio::select! {
-                        polled = stream.next() => polled,
+                        polled = stream.next() => {
+                            taken = Instant::now();
+                            polled
+                        }
                         Some(resolved) = lanes.next(), if !lanes.is_empty() => {
                             self.resolved(resolved, &mut waiting, &mut lanes);
                             continue;
                         }
                         () = shutdown.triggered() => break,
-                        () = tokio::time::sleep_until(next_commit) => {
-                            self.commit_if_due(&mut next_commit);
-                            continue;
-                        }
+                        () = tokio::time::sleep_until(next_commit.min(now + heartbeat)) => continue,
                         () = sleep_until_some(batch_due) => continue,
                     }
                 }
@@ -545,6 +615,10 @@ impl<'s> RunningGroup<'s> {
             let message = match polled {
                 Some(Ok(message)) => message,
                 Some(Err(err)) => {
+                    if let Some(error) = self.stopping_error(&err) {
+                        stopped_by = Some(error);
+                        break;
+                    }
                     tracing::warn!(target: "kafka_handler", group = %self.group.group, error = %err, "consumer error");
                     continue;
                 }
@@ -581,13 +655,21 @@ impl<'s> RunningGroup<'s> {
                 {
                     break;
                 }
-            } else if !self
-                .handle(processor, &message, shutdown, &mut waiting, &mut lanes)
-                .await
-            {
-                break;
+            } else {
+                ended = self
+                    .handle(
+                        processor,
+                        &message,
+                        taken,
+                        shutdown,
+                        &mut waiting,
+                        &mut lanes,
+                    )
+                    .await;
+                if ended.is_none() {
+                    break;
+                }
             }
-            self.commit_if_due(&mut next_commit);
         }
         if !waiting.gathering.is_empty() {
             tracing::info!(
@@ -610,42 +692,67 @@ impl<'s> RunningGroup<'s> {
             );
         }
         drop(lanes);
-        self.commit_final()
+        let committed = self.commit_final();
+        match stopped_by {
+            Some(error) => {
+                if let Err(err) = committed {
+                    tracing::warn!(target: "kafka_handler", group = %self.group.group, error = %err, "final commit failed");
+                }
+                Err(error)
+            }
+            None => committed,
+        }
     }
 
-    /// Handles one message's first attempt; `false` when its handler was
-    /// cancelled at shutdown. A failed record is handed to a lane on its
-    /// paused partition.
+    /// The error that stops the group when its consumer reports `err`:
+    /// authentication and authorization failures, and fatal client errors.
+    fn stopping_error(&self, err: &KafkaError) -> Option<Error> {
+        let topics: Vec<&str> = self.group.routes.iter().map(|(t, _)| t.as_str()).collect();
+        // librdkafka's text for the error, when its error callback just gave it.
+        let reason = commit::lock(&self.consumer.context().last_error)
+            .take()
+            .filter(|(code, _)| err.rdkafka_error_code() == Some(*code))
+            .map(|(_, reason)| reason);
+        error::stopping_error(
+            &self.group.group,
+            &topics,
+            err,
+            reason.as_deref(),
+            self.consumer.client().fatal_error(),
+        )
+    }
+
+    /// Handles one message's first attempt, taken up at `taken`; when it
+    /// ended, or `None` when its handler was cancelled at shutdown. A
+    /// failed record is handed to a lane on its paused partition.
     async fn handle(
         &'s self,
         processor: &'s Processor,
         message: &BorrowedMessage<'_>,
+        taken: Instant,
         shutdown: &Shutdown,
         waiting: &mut Waiting<'s>,
         lanes: &mut FuturesUnordered<Lane<'s>>,
-    ) -> bool {
+    ) -> Option<Instant> {
         let record = Record::from_message(message).with_producer(&self.group.producer);
         let attempt = finish_within(
-            processor.attempt(&record, 1),
+            processor.attempt_timed(&record, 1, taken.into_std()),
             shutdown,
             self.group.timings.shutdown_timeout,
         );
-        match self.beside_lanes(attempt, waiting, lanes).await {
-            None => {
-                tracing::warn!(
-                    target: "kafka_handler",
-                    topic = record.topic(),
-                    partition = record.partition(),
-                    offset = record.offset(),
-                    "handler cancelled at shutdown; the record stays uncommitted"
-                );
-                false
-            }
-            Some(Ok(())) => {
-                self.mark_done(record.topic(), record.partition(), record.offset());
-                true
-            }
-            Some(Err(failure)) => {
+        let Some((outcome, ended)) = self.beside_lanes(attempt, waiting, lanes).await else {
+            tracing::warn!(
+                target: "kafka_handler",
+                topic = record.topic(),
+                partition = record.partition(),
+                offset = record.offset(),
+                "handler cancelled at shutdown; the record stays uncommitted"
+            );
+            return None;
+        };
+        match outcome {
+            Ok(()) => self.mark_done(record.topic(), record.partition(), record.offset()),
+            Err(failure) => {
                 let offset = record.offset();
                 self.hold(
                     vec![(message.detach(), Some(failure))],
@@ -653,9 +760,9 @@ impl<'s> RunningGroup<'s> {
                     waiting,
                     lanes,
                 );
-                true
             }
         }
+        Some(Instant::from_std(ended))
     }
 
     /// Delivers one batch (records of one partition, in order) to its
@@ -865,9 +972,8 @@ impl<'s> RunningGroup<'s> {
     }
 
     /// Commits handled offsets in the background once `next_commit` has
-    /// passed, and schedules the next commit.
-    fn commit_if_due(&self, next_commit: &mut Instant) {
-        let now = Instant::now();
+    /// passed (it is `now`), and schedules the next commit.
+    fn commit_if_due(&self, now: Instant, next_commit: &mut Instant) {
         if now < *next_commit {
             return;
         }
@@ -880,6 +986,7 @@ impl<'s> RunningGroup<'s> {
             return;
         };
         if let Err(err) = self.consumer.commit(&list, CommitMode::Async) {
+            self.group.health.commit_failed(&err);
             tracing::warn!(target: "kafka_handler", group = %self.group.group, error = %err, "periodic commit failed");
         }
     }
@@ -889,6 +996,7 @@ impl<'s> RunningGroup<'s> {
             return Ok(());
         };
         commit::commit_sync(&self.consumer, &self.tracker, &list).map_err(|err| {
+            self.group.health.commit_failed(&err);
             Error::kafka(
                 format!(
                     "committing offsets of group `{}` at shutdown",
@@ -897,6 +1005,7 @@ impl<'s> RunningGroup<'s> {
                 err,
             )
         })?;
+        self.group.health.commits_succeeded();
         tracing::info!(target: "kafka_handler", group = %self.group.group, "offsets committed at shutdown");
         Ok(())
     }
@@ -969,16 +1078,26 @@ impl Held {
 }
 
 /// Routes librdkafka's logs and errors into `tracing`, commits
-/// synchronously when partitions are revoked, and tells the poll loop which.
+/// synchronously when partitions are revoked, and tells the poll loop which;
+/// keeps the group's health and lags up to date.
 struct GroupContext {
     group: String,
     tracker: Arc<Mutex<OffsetTracker>>,
     revoked: Mutex<Vec<(String, i32)>>,
     any_revoked: AtomicBool,
+    health: Arc<GroupHealth>,
+    /// Each assigned partition's lag, from the last statistics.
+    lags: Arc<Mutex<Vec<PartitionLag>>>,
+    /// The last error librdkafka reported, with its text, for the poll loop.
+    last_error: Mutex<Option<(RDKafkaErrorCode, String)>>,
 }
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if facility == "COMMITFAIL" {
+            // The only trace of a failed async commit.
+            self.health.commit_failed(&message);
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -1000,6 +1119,39 @@ impl ClientContext for GroupContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", group = %self.group, error = %error, "{reason}");
+        if let Some(code) = error.rdkafka_error_code() {
+            *commit::lock(&self.last_error) = Some((code, reason.to_owned()));
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let mut lags = commit::lock(&self.lags);
+        let previous = std::mem::take(&mut *lags);
+        let mut committed = false;
+        for (topic, stats) in &statistics.topics {
+            for (&partition, stats) in &stats.partitions {
+                // -1 is librdkafka's internal unassigned partition; a
+                // partition this member does not own is not desired.
+                if partition < 0 || !stats.desired {
+                    continue;
+                }
+                committed |= previous.iter().any(|lag| {
+                    lag.partition == partition
+                        && lag.topic == *topic
+                        && stats.committed_offset > lag.committed
+                });
+                lags.push(PartitionLag::new(
+                    &self.group,
+                    topic,
+                    partition,
+                    stats.committed_offset,
+                    stats.consumer_lag,
+                ));
+            }
+        }
+        if committed {
+            self.health.commits_succeeded();
+        }
     }
 }
 
@@ -1016,14 +1168,18 @@ impl ConsumerContext for GroupContext {
         if let Some(list) = pending {
             match commit::commit_sync(consumer, &self.tracker, &list) {
                 Ok(()) => {
+                    self.health.commits_succeeded();
                     tracing::debug!(target: "kafka_handler", group = %self.group, "offsets committed on revoke")
                 }
-                Err(err) => tracing::warn!(
-                    target: "kafka_handler",
-                    group = %self.group,
-                    error = %err,
-                    "commit on revoke failed; the new owner will handle those records again"
-                ),
+                Err(err) => {
+                    self.health.commit_failed(&err);
+                    tracing::warn!(
+                        target: "kafka_handler",
+                        group = %self.group,
+                        error = %err,
+                        "commit on revoke failed; the new owner will handle those records again"
+                    )
+                }
             }
         }
         commit::lock(&self.tracker).forget(revoked);
@@ -1044,6 +1200,9 @@ impl ConsumerContext for GroupContext {
                 tracing::warn!(target: "kafka_handler", group = %self.group, error = %err, "resuming assigned partitions failed");
             }
         }
+        // Whole or incremental, the assignment as it is now.
+        let count = consumer.assignment().map_or(0, |list| list.count());
+        self.health.assigned(count);
     }
 }
 

@@ -15,6 +15,7 @@ use rdkafka::ClientConfig;
 use crate::backoff::Backoff;
 use crate::error::Error;
 use crate::handler::Handler;
+use crate::health::GroupHealth;
 use crate::metrics::Metrics;
 use crate::process::Failure;
 use crate::producer::{self, error_type, Message, SendSpan};
@@ -53,6 +54,7 @@ pub(crate) struct DeadLetters {
     tracer: BoxedTracer,
     group: Arc<str>,
     metrics: Metrics,
+    health: Arc<GroupHealth>,
 }
 
 /// A record given up on, and why.
@@ -94,13 +96,18 @@ impl DeadLetterConfig {
     }
 
     /// Creates the producer.
-    pub(crate) fn create(&self, metrics: Metrics) -> Result<DeadLetters, Error> {
+    pub(crate) fn create(
+        &self,
+        metrics: Metrics,
+        health: Arc<GroupHealth>,
+    ) -> Result<DeadLetters, Error> {
         let producer = self.config.create().map_err(|err| self.error(err))?;
         Ok(DeadLetters {
             producer,
             tracer: crate::span::tracer(),
             group: self.group.clone(),
             metrics,
+            health,
         })
     }
 
@@ -125,6 +132,7 @@ impl DeadLetters {
         loop {
             match self.send(given_up).await {
                 Ok(()) => {
+                    self.health.dead_letter_succeeded(given_up.dlq);
                     self.metrics.dead_lettered(
                         &self.group,
                         given_up.record.topic(),
@@ -138,6 +146,7 @@ impl DeadLetters {
                     let delay = backoff.delay(failures);
                     self.metrics
                         .send_failed(&self.group, given_up.dlq, &error_type(&err));
+                    self.health.dead_letter_failed(given_up.dlq, &err);
                     tracing::error!(
                         target: "kafka_handler",
                         group = %self.group,
@@ -181,7 +190,9 @@ impl DeadLetters {
             copy = copy.timestamp(timestamp);
         }
         let result = self.producer.send(copy, Duration::from_secs(5)).await;
-        span.answered(result.as_ref().map_err(|(err, _)| err));
+        let answer = result.as_ref().map_err(|(err, _)| err);
+        self.metrics.sent(given_up.dlq, answer.err());
+        span.answered(answer);
         result.map(drop).map_err(|(err, _)| err)
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use opentelemetry::global::{self, BoxedTracer};
+use opentelemetry::metrics::Counter;
 use opentelemetry::propagation::Injector;
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
@@ -102,6 +103,9 @@ pub struct TracedProducer {
     producer: FutureProducer,
     tracer: Arc<BoxedTracer>,
     client_id: Option<Arc<str>>,
+    /// `messaging.client.sent.messages`, created on the first send (from
+    /// the global meter provider as it is then), shared by the clones.
+    sent: Arc<OnceLock<Counter<u64>>>,
 }
 
 impl TracedProducer {
@@ -111,6 +115,7 @@ impl TracedProducer {
             producer,
             tracer: Arc::new(crate::span::tracer()),
             client_id: None,
+            sent: Arc::default(),
         }
     }
 
@@ -132,7 +137,8 @@ impl TracedProducer {
     }
 
     /// Sends `record` under a `send {topic}` span, a child of the current
-    /// context, and waits for the broker's answer. The record's trace
+    /// context, and waits for the broker's answer, counted in
+    /// `messaging.client.sent.messages`. The record's trace
     /// headers (`traceparent`, `tracestate`, `b3`, `x-b3-*`, and every
     /// header the installed propagator writes) are replaced by the span's
     /// context; its other headers are kept, in order.
@@ -164,8 +170,12 @@ impl TracedProducer {
             .iter()
             .flat_map(|headers| headers.iter().map(|header| (header.key, header.value)));
         record.headers = Some(with_context(kept, span.context(), |_| false));
+        let topic = record.topic;
         let result = self.producer.send(record, queue_timeout).await;
-        span.answered(result.as_ref().map_err(|(err, _)| err));
+        let answer = result.as_ref().map_err(|(err, _)| err);
+        let sent = self.sent.get_or_init(crate::metrics::sent_messages);
+        crate::metrics::record_sent(sent, topic, answer.err());
+        span.answered(answer);
         result
     }
 }

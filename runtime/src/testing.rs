@@ -126,6 +126,34 @@ impl EmbeddedBroker {
         })
     }
 
+    /// Makes the next `errors.len()` requests of kind `api` to the mock
+    /// cluster, from any client, fail with those errors in turn (for
+    /// example `OffsetCommit` requests). Only for the mock.
+    pub fn fail_requests(
+        &self,
+        api: rdkafka::types::RDKafkaApiKey,
+        errors: &[rdkafka::types::RDKafkaRespErr],
+    ) -> Result<(), Error> {
+        with_mock(self.producer.client(), |mock| {
+            mock.request_errors(api, errors);
+            Ok(())
+        })
+    }
+
+    /// Makes the mock cluster answer every metadata request about `topic`
+    /// with `error` (for example `RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED`,
+    /// as a broker does for a principal without access); `RD_KAFKA_RESP_ERR_NO_ERROR`
+    /// clears it. Only for the mock.
+    pub fn topic_error(
+        &self,
+        topic: &str,
+        error: rdkafka::types::RDKafkaRespErr,
+    ) -> Result<(), Error> {
+        with_mock(self.producer.client(), |mock| {
+            mock.topic_error(topic, error)
+        })
+    }
+
     /// Creates `topic` with `partitions` partitions.
     pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
         if self.mock {

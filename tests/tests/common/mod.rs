@@ -699,3 +699,132 @@ pub fn traceparent_of(span: &SpanData) -> String {
         span.span_context.span_id()
     )
 }
+
+/// Whether the data point with `attributes` carries every `(key, value)`
+/// of `filter`, and, when `error_type` is given, that `error.type` (`None`
+/// within it: none at all).
+fn point_matches<'a>(
+    attributes: impl Iterator<Item = &'a KeyValue>,
+    filter: &[(&str, &str)],
+    error_type: Option<Option<&str>>,
+) -> bool {
+    let attributes: Vec<&KeyValue> = attributes.collect();
+    let value = |key: &str| {
+        attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.as_str().into_owned())
+    };
+    filter
+        .iter()
+        .all(|(key, expected)| value(key).as_deref() == Some(*expected))
+        && error_type.is_none_or(|expected| value("error.type").as_deref() == expected)
+}
+
+impl Telemetry {
+    /// Runs `read` on metric `name` in the newest export that has it, after
+    /// a flush (`None` when no export has it). With `newest_only`, only the
+    /// export this flush produced is looked at: for gauges, whose data
+    /// points are those of the last collection only.
+    fn read_metric<T>(
+        &self,
+        name: &str,
+        newest_only: bool,
+        read: impl Fn(&opentelemetry_sdk::metrics::data::Metric) -> T,
+    ) -> Option<T> {
+        self.meter_provider
+            .force_flush()
+            .expect("flushing the meter provider");
+        let exports = self
+            .metrics
+            .get_finished_metrics()
+            .expect("in-memory metric exporter");
+        let take = if newest_only { 1 } else { exports.len() };
+        exports.iter().rev().take(take).find_map(|export| {
+            export
+                .scope_metrics()
+                .flat_map(|scope| scope.metrics())
+                .find(|metric| metric.name() == name)
+                .map(&read)
+        })
+    }
+
+    /// The data points of the `f64` histogram `name` that carry every
+    /// attribute of `filter` and the `error.type` given (`None`: without
+    /// one): the sum of their counts, and the attributes of each.
+    pub fn histogram(
+        &self,
+        name: &str,
+        filter: &[(&str, &str)],
+        error_type: Option<&str>,
+    ) -> (u64, Vec<Vec<KeyValue>>) {
+        self.read_metric(name, false, |metric| {
+            let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else {
+                panic!("{name} is not an f64 histogram: {:?}", metric.data());
+            };
+            let points: Vec<_> = histogram
+                .data_points()
+                .filter(|point| point_matches(point.attributes(), filter, Some(error_type)))
+                .collect();
+            (
+                points.iter().map(|point| point.count()).sum(),
+                points
+                    .iter()
+                    .map(|point| point.attributes().cloned().collect())
+                    .collect(),
+            )
+        })
+        .unwrap_or_default()
+    }
+
+    /// The values of the `i64` gauge `name` now, of the data points that
+    /// carry every attribute of `filter`.
+    pub fn gauge(&self, name: &str, filter: &[(&str, &str)]) -> Vec<i64> {
+        self.read_metric(name, true, |metric| {
+            let AggregatedMetrics::I64(MetricData::Gauge(gauge)) = metric.data() else {
+                panic!("{name} is not an i64 gauge: {:?}", metric.data());
+            };
+            gauge
+                .data_points()
+                .filter(|point| point_matches(point.attributes(), filter, None))
+                .map(|point| point.value())
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// [`start_consumer_with`], and the consumer's health, taken before `run`
+/// (checked to report `not started`).
+pub fn start_consumer_with_health(
+    broker: &EmbeddedBroker,
+    handlers: Vec<Handler>,
+    configure: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder,
+) -> (
+    Shutdown,
+    JoinHandle<Result<(), kafka_handler::Error>>,
+    kafka_handler::Health,
+) {
+    let mut builder = Consumer::builder()
+        .brokers(broker.bootstrap_servers())
+        .handlers(handlers)
+        .commit_interval(Duration::from_millis(200))
+        .shutdown_timeout(Duration::from_secs(10));
+    for (key, value) in broker.consumer_properties() {
+        builder = builder.set(key, value);
+    }
+    let consumer = configure(builder)
+        .build()
+        .expect("a valid consumer configuration");
+    let health = consumer.health();
+    assert!(
+        !health.readiness().is_healthy(),
+        "not ready before run: {}",
+        health.readiness().report()
+    );
+    assert!(health.readiness().report().contains(": not started\n"));
+    assert!(health.liveness().is_healthy(), "live before run");
+    let shutdown = Shutdown::new();
+    let handle = tokio::spawn(consumer.run(shutdown.clone()));
+    (shutdown, handle, health)
+}
