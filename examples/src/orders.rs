@@ -10,7 +10,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kafka_handler::{kafka_handler, Batch, HandlerError, Json, Key, RecordHeaders, RecordMeta, TracedProducer};
+use kafka_handler::{
+    kafka_handler, Batch, HandlerError, Json, Key, RecordHeaders, RecordMeta, TracedProducer,
+};
 use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 
@@ -134,4 +136,3 @@ pub fn review(key: Key<'_>, headers: RecordHeaders<'_>) {
     );
     REVIEWED.fetch_add(1, Ordering::Relaxed);
 }
-

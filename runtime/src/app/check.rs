@@ -56,7 +56,11 @@ pub(crate) fn run(brokers: &str, properties: &[(String, String)], handlers: &[Ha
     report.lines.push(format!(
         "brokers {brokers}: reachable ({} broker{})",
         metadata.brokers().len(),
-        if metadata.brokers().len() == 1 { "" } else { "s" }
+        if metadata.brokers().len() == 1 {
+            ""
+        } else {
+            "s"
+        }
     ));
     for (topic, uses) in topics(handlers) {
         let uses = uses.join(", ");
@@ -210,7 +214,10 @@ mod tests {
         assert_eq!(
             listed,
             [
-                ("orders".to_owned(), vec!["bill".to_owned(), "audit".to_owned()]),
+                (
+                    "orders".to_owned(),
+                    vec!["bill".to_owned(), "audit".to_owned()]
+                ),
                 (
                     "orders.dlq".to_owned(),
                     vec!["dead-letter topic of bill".to_owned()]

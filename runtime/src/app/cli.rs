@@ -245,16 +245,30 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let command = command("consumer", "0.0.0", "");
-        let matches = command.try_get_matches_from(std::iter::once("consumer").chain(args.iter().copied()))?;
+        let matches = command
+            .try_get_matches_from(std::iter::once("consumer").chain(args.iter().copied()))?;
         Ok(Cli::from_matches(&matches))
     }
 
     #[test]
     fn flags_are_read() {
         let cli = parse(&[
-            "--brokers", "b:9092", "--group", "g", "--set", "a=1", "--set", "b.c=x=y",
-            "--only", "bill", "--only", "audit,pack", "--shutdown-timeout", "500ms",
-            "--health-addr", "127.0.0.1:0",
+            "--brokers",
+            "b:9092",
+            "--group",
+            "g",
+            "--set",
+            "a=1",
+            "--set",
+            "b.c=x=y",
+            "--only",
+            "bill",
+            "--only",
+            "audit,pack",
+            "--shutdown-timeout",
+            "500ms",
+            "--health-addr",
+            "127.0.0.1:0",
         ])
         .unwrap();
         assert_eq!(cli.brokers.as_deref(), Some("b:9092"));
@@ -290,18 +304,37 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("3d").unwrap_err().contains("unknown unit `d`"));
+        assert!(parse_duration("3d")
+            .unwrap_err()
+            .contains("unknown unit `d`"));
         assert!(parse_duration("s").is_err());
     }
 
     #[test]
     fn help_documents_every_flag_and_variable() {
-        let help = command("consumer", "0.0.0", "").render_long_help().to_string();
+        let help = command("consumer", "0.0.0", "")
+            .render_long_help()
+            .to_string();
         for needle in [
-            "--brokers", "KAFKA_BROKERS", "--group", "KAFKA_GROUP", "--set", "KAFKA_SET",
-            "--only", "KAFKA_HANDLER_ONLY", "--list", "--check", "--health-addr",
-            "--metrics-addr", "--shutdown-timeout", "--commit-interval", "--log-format",
-            "RUST_LOG", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_PROPAGATORS",
+            "--brokers",
+            "KAFKA_BROKERS",
+            "--group",
+            "KAFKA_GROUP",
+            "--set",
+            "KAFKA_SET",
+            "--only",
+            "KAFKA_HANDLER_ONLY",
+            "--list",
+            "--check",
+            "--health-addr",
+            "--metrics-addr",
+            "--shutdown-timeout",
+            "--commit-interval",
+            "--log-format",
+            "RUST_LOG",
+            "OTEL_TRACES_EXPORTER",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_PROPAGATORS",
         ] {
             assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
         }

@@ -165,7 +165,10 @@ mod tests {
         assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
 
         let none = endpoints(false);
-        assert_eq!(none.reply(&Method::GET, "/livez").status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            none.reply(&Method::GET, "/livez").status,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]

@@ -68,10 +68,19 @@ mod tests {
         assert!(bill_block.contains("topics   orders\n"), "{listed}");
         assert!(bill_block.contains("group    billing\n"), "{listed}");
         assert!(bill_block.contains("retries  2 (backoff "), "{listed}");
-        assert!(bill_block.contains("then dead-lettered to orders.dlq"), "{listed}");
+        assert!(
+            bill_block.contains("then dead-lettered to orders.dlq"),
+            "{listed}"
+        );
         assert!(listed.contains("topics   orders, returns\n"), "{listed}");
-        assert!(listed.contains("batch    up to 100 records, cut 50ms"), "{listed}");
-        assert!(listed.contains("then held (no dead-letter topic)"), "{listed}");
+        assert!(
+            listed.contains("batch    up to 100 records, cut 50ms"),
+            "{listed}"
+        );
+        assert!(
+            listed.contains("then held (no dead-letter topic)"),
+            "{listed}"
+        );
 
         let overridden = render(&[bill], Some("canary"));
         assert!(overridden.contains("group    canary\n"), "{overridden}");

@@ -217,7 +217,10 @@ async fn serve(cli: &Cli, consumer: Consumer, telemetry: &Telemetry) -> Result<(
         http::serve(listener, endpoints);
     }
     signals::watch(shutdown.clone()).map_err(Exit::Failed)?;
-    consumer.run(shutdown).await.map_err(|err| Exit::Failed(err.to_string()))
+    consumer
+        .run(shutdown)
+        .await
+        .map_err(|err| Exit::Failed(err.to_string()))
 }
 
 /// The handlers `--only` names (by function name, or by full path when two
@@ -267,7 +270,9 @@ fn builder(cli: &Cli, brokers: &str, handlers: Vec<Handler>) -> crate::ConsumerB
 }
 
 fn build(cli: &Cli, brokers: &str, handlers: Vec<Handler>) -> Result<Consumer, Exit> {
-    builder(cli, brokers, handlers).build().map_err(config_error)
+    builder(cli, brokers, handlers)
+        .build()
+        .map_err(config_error)
 }
 
 fn config_error(error: Error) -> Exit {
@@ -327,7 +332,10 @@ mod tests {
     fn only_selects_and_rejects_unknown_names() {
         let all = || vec![handler("bill"), handler("audit"), handler("pack")];
         let names = |hs: Vec<Handler>| hs.iter().map(|h| h.name().to_owned()).collect::<Vec<_>>();
-        assert_eq!(names(select(all(), &[]).unwrap()), ["bill", "audit", "pack"]);
+        assert_eq!(
+            names(select(all(), &[]).unwrap()),
+            ["bill", "audit", "pack"]
+        );
         assert_eq!(
             names(select(all(), &["pack".into(), "bill".into()]).unwrap()),
             ["bill", "pack"]

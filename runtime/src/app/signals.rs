@@ -45,9 +45,8 @@ struct Signals {
 impl Signals {
     fn new() -> Result<Self, String> {
         use tokio::signal::unix::{signal, SignalKind};
-        let listen = |kind| {
-            signal(kind).map_err(|err| format!("listening for SIGINT and SIGTERM: {err}"))
-        };
+        let listen =
+            |kind| signal(kind).map_err(|err| format!("listening for SIGINT and SIGTERM: {err}"));
         Ok(Self {
             interrupt: listen(SignalKind::interrupt())?,
             terminate: listen(SignalKind::terminate())?,
