@@ -417,7 +417,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -427,12 +427,13 @@ mod tests {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
 
-    /// Captures what the layer writes.
+    /// Captures what a log layer writes.
     #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Buffer(Arc<Mutex<Vec<u8>>>);
 
     impl Buffer {
-        fn text(&self) -> String {
+        /// What was written so far.
+        pub(crate) fn text(&self) -> String {
             String::from_utf8(self.0.lock().expect("buffer").clone()).expect("UTF-8")
         }
     }

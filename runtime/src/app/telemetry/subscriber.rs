@@ -98,7 +98,6 @@ where
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     use opentelemetry::trace::TraceContextExt as _;
     use opentelemetry_sdk::trace::InMemorySpanExporter;
@@ -138,34 +137,7 @@ pub(super) mod tests {
     }
 
     /// Captures log lines.
-    #[derive(Clone, Default)]
-    pub(in crate::app::telemetry) struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl Lines {
-        /// What was written so far.
-        pub(in crate::app::telemetry) fn text(&self) -> String {
-            String::from_utf8(self.0.lock().expect("lines").clone()).expect("UTF-8")
-        }
-    }
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lines").extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Lines;
-
-        fn make_writer(&'a self) -> Lines {
-            self.clone()
-        }
-    }
+    pub(in crate::app::telemetry) use crate::app::logs::tests::Buffer as Lines;
 
     /// A text log layer (no colours) writing to `lines`.
     pub(in crate::app::telemetry) fn text_layer(lines: &Lines) -> LogLayer<Lines> {
