@@ -1,2 +1,0 @@
-// `main!` needs at least one handler.
-kafka_handler::main!();
