@@ -173,6 +173,9 @@ fn run_cli(cli: Cli, handlers: Vec<Handler>) -> Result<(), Exit> {
     let result = runtime.block_on(serve(&cli, consumer, &telemetry));
     telemetry.shutdown();
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if result.is_ok() {
+        tracing::info!(target: "kafka_handler", "stopped: handled offsets committed, telemetry flushed");
+    }
     result
 }
 
