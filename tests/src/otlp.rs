@@ -135,7 +135,8 @@ impl ReceivedSpan {
     }
 }
 
-/// One HTTP request the receiver answered.
+/// One HTTP request the receiver answered (or, hanging, took and left
+/// unanswered).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceivedRequest {
     /// `POST`, `GET`, ...
@@ -144,7 +145,7 @@ pub struct ReceivedRequest {
     pub path: String,
     /// The `content-type` header ("" without one).
     pub content_type: String,
-    /// The status answered.
+    /// The status answered; 0 for a request a hanging receiver holds.
     pub status: u16,
     /// Why the body was rejected, for a status other than 200.
     pub error: Option<String>,
@@ -374,7 +375,20 @@ async fn answer(
         Err(_) => return respond(StatusCode::BAD_REQUEST, Bytes::new()),
     };
     if behaviour == Behaviour::Hang {
+        // Seen, never answered: the exporter now waits for its timeout.
+        received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .requests
+            .push(ReceivedRequest {
+                method,
+                path,
+                content_type,
+                status: 0,
+                error: None,
+            });
         std::future::pending::<()>().await;
+        unreachable!("a hanging receiver never answers");
     }
     let (status, answer, error) = decode(
         &method,

@@ -203,25 +203,13 @@ impl ChildProcess {
     ) -> String {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let found = self
-                .lock()
-                .lines
-                .iter()
-                .find(|(s, line)| *s == stream && matches(line))
-                .map(|(_, line)| line.clone());
-            if let Some(line) = found {
+            if let Some(line) = self.find_line(stream, &mut matches) {
                 return line;
             }
-            if let Some(status) = self.try_status() {
+            if let Some(status) = self.exit_status() {
                 // Give the readers a moment to deliver the last lines.
                 self.join_readers(Duration::from_secs(2));
-                let found = self
-                    .lock()
-                    .lines
-                    .iter()
-                    .find(|(s, line)| *s == stream && matches(line))
-                    .map(|(_, line)| line.clone());
-                if let Some(line) = found {
+                if let Some(line) = self.find_line(stream, &mut matches) {
                     return line;
                 }
                 panic!(
@@ -239,6 +227,16 @@ impl ChildProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The first line of `stream` captured so far that satisfies `matches`.
+    fn find_line(&self, stream: Stream, matches: impl FnMut(&str) -> bool) -> Option<String> {
+        let mut matches = matches;
+        self.lock()
+            .lines
+            .iter()
+            .find(|(s, line)| *s == stream && matches(line))
+            .map(|(_, line)| line.clone())
     }
 
     /// Waits for a JSON log line (on stderr) that satisfies `matches`.
@@ -278,16 +276,12 @@ impl ChildProcess {
         );
     }
 
-    fn try_status(&mut self) -> Option<ExitStatus> {
+    /// The exit status, if the process has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.child.try_wait().expect("polling the child");
         }
         self.status
-    }
-
-    /// The exit status, if the process has exited.
-    pub fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.try_status()
     }
 
     /// Waits for the process to exit and for its output to be read, and
@@ -296,7 +290,7 @@ impl ChildProcess {
     pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if let Some(status) = self.try_status() {
+            if let Some(status) = self.exit_status() {
                 self.join_readers(Duration::from_secs(5));
                 return status;
             }
@@ -309,6 +303,20 @@ impl ChildProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends `signal` and checks the process then exits 0 within `limit`
+    /// (a clean shutdown).
+    pub async fn stop(&mut self, signal: Signal, limit: Duration) {
+        self.signal(signal);
+        let status = self.wait_exit(limit).await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{} exited with {status} after {signal:?}\n{}",
+            self.name,
+            self.dump()
+        );
     }
 
     /// Runs the process to completion (within `limit`) and returns its
@@ -335,7 +343,7 @@ impl ChildProcess {
 
 impl Drop for ChildProcess {
     fn drop(&mut self) {
-        if self.try_status().is_none() {
+        if self.exit_status().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

@@ -9,7 +9,7 @@
 //! broker, so tests run in parallel without sharing topics or groups.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,10 +62,6 @@ fn traced_consumer(broker: &DevBroker, receiver: &OtlpReceiver, args: &[&str]) -
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("OTEL_SERVICE_NAME", "orders-test");
     command
-}
-
-fn exit_code(status: ExitStatus) -> Option<i32> {
-    status.code()
 }
 
 /// `(topic, partition, offset)` of every single-record span named `name`
@@ -367,9 +363,7 @@ async fn otlp_spans_continue_the_producers_traces() {
         );
     }
 
-    consumer.signal(Signal::Term);
-    let status = consumer.wait_exit(EXIT).await;
-    assert_eq!(exit_code(status), Some(0), "{}", consumer.dump());
+    consumer.stop(Signal::Term, EXIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,12 +415,19 @@ async fn sigterm_mid_stream_commits_only_exported_records_and_loses_none() {
         })
         .await;
     let status = first.wait_exit(EXIT).await;
-    // A little more after the consumer left, for the second run.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Some more after the consumer left, for the second run.
+    let at_exit = produced.lock().unwrap().len();
+    wait_until(
+        START,
+        "20 orders produced after the first run exited",
+        || produced.lock().unwrap().len() >= at_exit + 20,
+        || first.dump(),
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     producing.await.expect("the producer task");
     assert_eq!(
-        exit_code(status),
+        status.code(),
         Some(0),
         "the first run exited with {status}\n{}",
         first.dump()
@@ -502,9 +503,7 @@ async fn sigterm_mid_stream_commits_only_exported_records_and_loses_none() {
             "the second run handled {topic}/{partition}@{offset}, below the committed {floor}"
         );
     }
-    second.signal(Signal::Int);
-    let status = second.wait_exit(EXIT).await;
-    assert_eq!(exit_code(status), Some(0), "{}", second.dump());
+    second.stop(Signal::Int, EXIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,8 +533,15 @@ async fn a_second_signal_cuts_a_slow_shutdown_short() {
                 .is_some_and(|m| m.contains("shutting down"))
         })
         .await;
-    // The precondition: the shutdown is slow (it waits for the collector).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The precondition: the shutdown is slow. An export is held by the
+    // collector, so the flush at exit waits for its 60 s timeout.
+    wait_until(
+        START,
+        "an export held by the collector",
+        || collector.requests().iter().any(|r| r.path == "/v1/traces"),
+        || consumer.dump(),
+    )
+    .await;
     assert_eq!(
         consumer.exit_status(),
         None,
@@ -551,7 +557,7 @@ async fn a_second_signal_cuts_a_slow_shutdown_short() {
         second.elapsed()
     );
     assert_eq!(
-        exit_code(status),
+        status.code(),
         Some(130),
         "a second SIGINT exits with 128 + 2, got {status}\n{}",
         consumer.dump()
@@ -574,7 +580,7 @@ async fn check_against_a_stopped_broker_names_it_and_the_fix() {
         EXIT,
     )
     .await;
-    assert_eq!(exit_code(status), Some(1), "{}", child.dump());
+    assert_eq!(status.code(), Some(1), "{}", child.dump());
     let stderr = child.stderr();
     for needle in [brokers.as_str(), "--brokers", "KAFKA_BROKERS"] {
         assert!(
@@ -594,7 +600,7 @@ async fn check_passes_with_the_topics_and_names_missing_ones() {
         EXIT,
     )
     .await;
-    assert_eq!(exit_code(status), Some(0), "{}", child.dump());
+    assert_eq!(status.code(), Some(0), "{}", child.dump());
     let stdout = child.stdout();
     for topic in ["orders", "orders.dlq", "invoices"] {
         assert!(
@@ -615,7 +621,7 @@ async fn check_passes_with_the_topics_and_names_missing_ones() {
             EXIT,
         )
         .await;
-        assert_eq!(exit_code(status), Some(1), "{}", child.dump());
+        assert_eq!(status.code(), Some(1), "{}", child.dump());
         let stderr = child.stderr();
         for missing in [
             "topic orders.dlq does not exist",
@@ -640,7 +646,7 @@ async fn check_passes_with_the_topics_and_names_missing_ones() {
         EXIT,
     )
     .await;
-    assert_eq!(exit_code(status), Some(0), "{}", child.dump());
+    assert_eq!(status.code(), Some(0), "{}", child.dump());
     assert!(
         child
             .stdout()
@@ -654,7 +660,7 @@ async fn check_passes_with_the_topics_and_names_missing_ones() {
 async fn list_prints_every_handler_and_only_selects() {
     let (child, status) =
         ChildProcess::run("orders_consumer --list", orders_consumer(&["--list"]), EXIT).await;
-    assert_eq!(exit_code(status), Some(0), "{}", child.dump());
+    assert_eq!(status.code(), Some(0), "{}", child.dump());
     let listed = child.stdout();
     let blocks = blocks(&listed);
     assert_eq!(
@@ -710,7 +716,7 @@ async fn list_prints_every_handler_and_only_selects() {
         EXIT,
     )
     .await;
-    assert_eq!(exit_code(status), Some(0), "{}", child.dump());
+    assert_eq!(status.code(), Some(0), "{}", child.dump());
     let listed = child.stdout();
     assert_eq!(
         blocks_of(&listed),
@@ -728,7 +734,7 @@ async fn list_prints_every_handler_and_only_selects() {
         EXIT,
     )
     .await;
-    assert_eq!(exit_code(status), Some(2), "{}", child.dump());
+    assert_eq!(status.code(), Some(2), "{}", child.dump());
     let stderr = child.stderr();
     assert!(stderr.contains("nosuch"), "{}", child.dump());
     for name in HANDLERS {
@@ -901,9 +907,7 @@ async fn health_and_metrics_endpoints() {
     let live = http::get(&health, "/livez").expect("/livez answers");
     assert_eq!(live.status, 200, "{live:?}");
 
-    consumer.signal(Signal::Term);
-    let status = consumer.wait_exit(EXIT).await;
-    assert_eq!(exit_code(status), Some(0), "{}", consumer.dump());
+    consumer.stop(Signal::Term, EXIT).await;
 }
 
 /// Runs `orders_consumer` expecting it to exit at once with `code` and a
@@ -911,7 +915,7 @@ async fn health_and_metrics_endpoints() {
 async fn fails_with(mut command: Command, code: i32, needles: &[&str]) {
     command.args(["--only", "audit"]);
     let (child, status) = ChildProcess::run("orders_consumer", command, EXIT).await;
-    assert_eq!(exit_code(status), Some(code), "{}", child.dump());
+    assert_eq!(status.code(), Some(code), "{}", child.dump());
     let stderr = child.stderr();
     for needle in needles {
         assert!(
@@ -966,7 +970,7 @@ async fn an_unreachable_collector_is_reported_and_consuming_goes_on() {
     let partitions = broker.partitions();
     let endpoint = format!("http://127.0.0.1:{}", closed_port());
     // Audit's records under a group of this test's own (`--group`).
-    let group = kafka_handler_tests::unique_name("collector-down");
+    let group = kafka_handler::testing::unique_topic("collector-down");
     let mut command = orders_consumer(&["--brokers", broker.brokers()]);
     command
         .args(FAST_GROUP_FLAGS)
@@ -1036,16 +1040,14 @@ async fn an_unreachable_collector_is_reported_and_consuming_goes_on() {
     assert_ne!(after, before);
     wait_for_commits(after, &consumer).await;
     assert_eq!(consumer.exit_status(), None, "{}", consumer.dump());
-    consumer.signal(Signal::Term);
-    let status = consumer.wait_exit(EXIT).await;
-    assert_eq!(exit_code(status), Some(0), "{}", consumer.dump());
+    consumer.stop(Signal::Term, EXIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_mentions_every_flag_and_its_environment_variable() {
     let (child, status) =
         ChildProcess::run("orders_consumer --help", orders_consumer(&["--help"]), EXIT).await;
-    assert_eq!(exit_code(status), Some(0), "{}", child.dump());
+    assert_eq!(status.code(), Some(0), "{}", child.dump());
     let help = child.stdout();
 
     // Every option block of the long help: `--flag` then its description.
