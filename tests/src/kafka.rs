@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -32,9 +33,10 @@ pub struct TraceParent {
 impl TraceParent {
     /// Random ids.
     pub fn random() -> Self {
+        let ids = RandomIdGenerator::default();
         Self {
-            trace_id: crate::random_hex(16),
-            span_id: crate::random_hex(8),
+            trace_id: ids.new_trace_id().to_string(),
+            span_id: ids.new_span_id().to_string(),
         }
     }
 
@@ -149,7 +151,7 @@ pub fn read_topic(
 ) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", crate::unique_name("reader"))
+        .set("group.id", kafka_handler::testing::unique_topic("reader"))
         .set("enable.auto.commit", "false")
         .create()
         .expect("creating a consumer");

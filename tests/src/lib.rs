@@ -69,30 +69,3 @@ pub fn closed_port() -> u16 {
     drop(listener);
     port
 }
-
-/// `n` random bytes as lower-case hex (for trace and span ids, unique names).
-pub fn random_hex(bytes: usize) -> String {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut out = String::with_capacity(bytes * 2);
-    while out.len() < bytes * 2 {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default(),
-        );
-        out.push_str(&format!("{:016x}", hasher.finish()));
-    }
-    out.truncate(bytes * 2);
-    out
-}
-
-/// A name no other test uses: `{prefix}-{random hex}`.
-pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}-{}", random_hex(6))
-}

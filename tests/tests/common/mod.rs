@@ -250,6 +250,19 @@ pub fn start_consumer_with(
     handlers: Vec<Handler>,
     configure: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder,
 ) -> (Shutdown, JoinHandle<Result<(), kafka_handler::Error>>) {
+    let consumer = build_consumer(broker, handlers, configure);
+    let shutdown = Shutdown::new();
+    let handle = tokio::spawn(consumer.run(shutdown.clone()));
+    (shutdown, handle)
+}
+
+/// A consumer for `handlers` on `broker` with test timings, configured
+/// further by `configure`.
+fn build_consumer(
+    broker: &EmbeddedBroker,
+    handlers: Vec<Handler>,
+    configure: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder,
+) -> Consumer {
     let mut builder = Consumer::builder()
         .brokers(broker.bootstrap_servers())
         .handlers(handlers)
@@ -258,12 +271,9 @@ pub fn start_consumer_with(
     for (key, value) in broker.consumer_properties() {
         builder = builder.set(key, value);
     }
-    let consumer = configure(builder)
+    configure(builder)
         .build()
-        .expect("a valid consumer configuration");
-    let shutdown = Shutdown::new();
-    let handle = tokio::spawn(consumer.run(shutdown.clone()));
-    (shutdown, handle)
+        .expect("a valid consumer configuration")
 }
 
 /// Stops a consumer and checks it stopped cleanly.
@@ -805,17 +815,7 @@ pub fn start_consumer_with_health(
     JoinHandle<Result<(), kafka_handler::Error>>,
     kafka_handler::Health,
 ) {
-    let mut builder = Consumer::builder()
-        .brokers(broker.bootstrap_servers())
-        .handlers(handlers)
-        .commit_interval(Duration::from_millis(200))
-        .shutdown_timeout(Duration::from_secs(10));
-    for (key, value) in broker.consumer_properties() {
-        builder = builder.set(key, value);
-    }
-    let consumer = configure(builder)
-        .build()
-        .expect("a valid consumer configuration");
+    let consumer = build_consumer(broker, handlers, configure);
     let health = consumer.health();
     assert!(
         !health.readiness().is_healthy(),
