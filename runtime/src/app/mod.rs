@@ -168,8 +168,7 @@ fn run_cli(cli: Cli, handlers: Vec<Handler>) -> Result<(), Exit> {
     };
     // After telemetry: each handler binds the tracer provider installed now.
     // `Telemetry::shutdown` flushes it, within the export timeout.
-    let builder = builder(&cli, &brokers, handlers);
-    let consumer = builder.build().map_err(config_error)?;
+    let consumer = build(&cli, &brokers, handlers)?;
     let result = runtime.block_on(serve(&cli, consumer, &telemetry));
     telemetry.shutdown();
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -257,7 +256,8 @@ pub(crate) fn short_name(name: &str) -> &str {
     name.rsplit("::").next().unwrap_or(name)
 }
 
-fn builder(cli: &Cli, brokers: &str, handlers: Vec<Handler>) -> crate::ConsumerBuilder {
+/// The consumer the flags describe; an invalid configuration is exit 2.
+fn build(cli: &Cli, brokers: &str, handlers: Vec<Handler>) -> Result<Consumer, Exit> {
     let mut builder = Consumer::builder()
         .brokers(brokers)
         .handlers(handlers)
@@ -269,13 +269,7 @@ fn builder(cli: &Cli, brokers: &str, handlers: Vec<Handler>) -> crate::ConsumerB
     for (key, value) in &cli.properties {
         builder = builder.set(key, value);
     }
-    builder
-}
-
-fn build(cli: &Cli, brokers: &str, handlers: Vec<Handler>) -> Result<Consumer, Exit> {
-    builder(cli, brokers, handlers)
-        .build()
-        .map_err(config_error)
+    builder.build().map_err(config_error)
 }
 
 fn config_error(error: Error) -> Exit {
