@@ -26,7 +26,7 @@ use crate::commit::{self, OffsetTracker};
 use crate::dead_letter::{DeadLetterConfig, DeadLetters};
 use crate::error::{self, Error};
 use crate::gather::{Batch, Gathering};
-use crate::handler::Handler;
+use crate::handler::{Handler, HandlerOptions, ProcessingOrder};
 use crate::health::{GroupHealth, Health};
 use crate::metrics::{Metrics, PartitionLag, ProcessMetrics};
 use crate::process::{Failure, Processor};
@@ -1224,6 +1224,30 @@ fn check_options(handler: &Handler) -> Result<(), Error> {
             return Err(Error::Config(format!(
                 "handler `{name}` consumes its own dead-letter topic `{dlq}`: a failing record \
                  would be dead-lettered into the topic it came from, forever"
+            )));
+        }
+    }
+    if let Some(max) = options.max_in_flight {
+        if max == 0 || max > HandlerOptions::MAX_IN_FLIGHT_LIMIT {
+            return Err(Error::Config(format!(
+                "handler `{name}`: `max_in_flight` is {max}; it must be between 1 and {}",
+                HandlerOptions::MAX_IN_FLIGHT_LIMIT
+            )));
+        }
+    }
+    if let Some(batch) = handler.batch_options() {
+        if options.ordering == ProcessingOrder::Key {
+            return Err(Error::Config(format!(
+                "handler `{name}` takes batches, which hold records of many keys: \
+                 `ordering = \"key\"` is for handlers of one record (use \"partition\" or \"none\")"
+            )));
+        }
+        let max_in_flight = options.effective_max_in_flight();
+        if max_in_flight < batch.max_records() {
+            return Err(Error::Config(format!(
+                "handler `{name}`: `max_in_flight` ({max_in_flight}) is below `max_records` ({}): \
+                 a full batch could never start",
+                batch.max_records()
             )));
         }
     }

@@ -58,11 +58,100 @@ pub struct HandlerOptions {
     /// How a batch handler's batches are cut (default: none, for a handler
     /// of one record; [`BatchOptions::default`] for a batch handler).
     pub batch: Option<BatchOptions>,
+    /// Which of the handler's records may run beside each other (default
+    /// [`ProcessingOrder::Partition`]).
+    pub ordering: ProcessingOrder,
+    /// The most records of this handler running at once in this process
+    /// (default: [`Self::DEFAULT_MAX_IN_FLIGHT`] for a handler of one
+    /// record, [`Self::DEFAULT_BATCHES_IN_FLIGHT`] batches' worth for a
+    /// batch handler). A batch counts its records.
+    pub max_in_flight: Option<usize>,
 }
 
 impl HandlerOptions {
     /// The default number of retries.
     pub const DEFAULT_RETRIES: u32 = 3;
+    /// The default `max_in_flight` of a handler of one record.
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+    /// A batch handler's default `max_in_flight`, in batches of
+    /// `max_records`.
+    pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 8;
+    /// The largest `max_in_flight` accepted.
+    pub const MAX_IN_FLIGHT_LIMIT: usize = 1_000_000;
+
+    /// The most records of the handler running at once: `max_in_flight`,
+    /// or its default.
+    pub fn effective_max_in_flight(&self) -> usize {
+        match (self.max_in_flight, self.batch) {
+            (Some(max), _) => max,
+            (None, Some(batch)) => batch
+                .max_records()
+                .saturating_mul(Self::DEFAULT_BATCHES_IN_FLIGHT),
+            (None, None) => Self::DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+/// Which records of one handler may run beside each other. Ordering is about
+/// when a handler *starts*: a record starts only after its predecessor in
+/// the same lane has ended (succeeded, or given up on after its retries).
+///
+/// | order | lane | what runs in parallel |
+/// |---|---|---|
+/// | `Partition` (default) | the partition | records of different partitions |
+/// | `Key` | the key, within its partition | records of different keys, even in one partition |
+/// | `Unordered` | none | any record of the handler beside any other |
+///
+/// In every order at most `max_in_flight` records of the handler run at
+/// once, and offsets are committed as a watermark: never past a record that
+/// has not ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProcessingOrder {
+    /// One record in flight per partition, in offset order (`"partition"`).
+    #[default]
+    Partition,
+    /// One record in flight per key within a partition, in offset order
+    /// (`"key"`). Records without a key (null) share one lane per
+    /// partition: they keep their offset order among themselves, and run
+    /// beside records that have one.
+    Key,
+    /// No order (`"none"`): for idempotent work that does not care which
+    /// record runs first.
+    Unordered,
+}
+
+impl ProcessingOrder {
+    /// The name in `#[kafka_handler(ordering = "..")]`: `partition`, `key`
+    /// or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Partition => "partition",
+            Self::Key => "key",
+            Self::Unordered => "none",
+        }
+    }
+}
+
+impl fmt::Display for ProcessingOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ProcessingOrder {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "partition" => Ok(Self::Partition),
+            "key" => Ok(Self::Key),
+            "none" => Ok(Self::Unordered),
+            other => Err(format!(
+                "unknown ordering {other:?}; expected \"partition\", \"key\" or \"none\""
+            )),
+        }
+    }
 }
 
 impl Default for HandlerOptions {
@@ -74,6 +163,8 @@ impl Default for HandlerOptions {
             dlq: None,
             timeout: None,
             batch: None,
+            ordering: ProcessingOrder::Partition,
+            max_in_flight: None,
         }
     }
 }
@@ -226,6 +317,22 @@ impl Handler {
     /// a handler of one record.
     pub fn with_batch(mut self, batch: BatchOptions) -> Self {
         self.options.batch = Some(batch);
+        self
+    }
+
+    /// Which of the handler's records may run beside each other (default
+    /// [`ProcessingOrder::Partition`]).
+    pub fn with_ordering(mut self, ordering: ProcessingOrder) -> Self {
+        self.options.ordering = ordering;
+        self
+    }
+
+    /// The most records of this handler running at once in this process
+    /// (default [`HandlerOptions::DEFAULT_MAX_IN_FLIGHT`]; a batch counts
+    /// its records). `build()` rejects zero, and less than a batch handler's
+    /// `max_records`.
+    pub fn with_max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.options.max_in_flight = Some(max_in_flight);
         self
     }
 

@@ -67,7 +67,7 @@ pub use batch::{Batch, BatchInput, BatchOptions, BatchRecord, FromBatch, Process
 pub use consumer::{Consumer, ConsumerBuilder, BROKERS_ENV};
 pub use error::Error;
 pub use extract::{FromRecord, Json, Key};
-pub use handler::{Handler, HandlerFactory, HandlerFuture, HandlerOptions};
+pub use handler::{Handler, HandlerFactory, HandlerFuture, HandlerOptions, ProcessingOrder};
 pub use health::{Health, Probe};
 pub use kafka_handler_macros::kafka_handler;
 pub use outcome::{ErrorKind, HandlerError, IntoOutcome, Outcome};
@@ -82,7 +82,9 @@ pub mod __private {
     pub use crate::backoff::Backoff;
     pub use crate::batch::{BatchInput, BatchOptions, FromBatch};
     pub use crate::extract::FromRecord;
-    pub use crate::handler::{Handler, HandlerFactory, HandlerFuture, HandlerOptions};
+    pub use crate::handler::{
+        Handler, HandlerFactory, HandlerFuture, HandlerOptions, ProcessingOrder,
+    };
     pub use crate::outcome::{IntoOutcome, Outcome};
     pub use crate::record::Record;
     pub use std::boxed::Box;
