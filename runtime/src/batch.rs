@@ -25,10 +25,9 @@ use opentelemetry::trace::SpanContext;
 use opentelemetry::Context;
 use tracing::Instrument as _;
 
-use crate::commit::lock;
 use crate::extract::FromRecord;
-use crate::outcome::{HandlerError, IntoOutcome, Outcome};
-use crate::process::{log_failure, Failure};
+use crate::lock;
+use crate::outcome::{log_failure, Failure, HandlerError, IntoOutcome, Outcome};
 use crate::record::Record;
 use crate::span::{ProcessSpan, SpanScope};
 

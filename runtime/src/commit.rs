@@ -117,13 +117,6 @@ pub(crate) fn commit_sync<C: ConsumerContext>(
     list: &TopicPartitionList,
 ) -> KafkaResult<()> {
     consumer.commit(list, CommitMode::Sync)?;
-    lock(tracker).confirm(list);
+    crate::lock(tracker).confirm(list);
     Ok(())
-}
-
-/// Locks `mutex`. A poisoned lock still holds consistent state (the
-/// tracker's updates and the revoked list's are single writes or whole
-/// pushes), so keep going.
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }

@@ -29,7 +29,8 @@ use crate::gather::{Batch, Gathering};
 use crate::handler::{Handler, HandlerOptions, ProcessingOrder};
 use crate::health::{GroupHealth, Health};
 use crate::metrics::{Metrics, PartitionLag, ProcessMetrics};
-use crate::process::{Failure, Processor};
+use crate::outcome::Failure;
+use crate::process::Processor;
 use crate::producer::{self, ProducerSlot, TracedProducer};
 use crate::record::Record;
 use crate::retry::Resolver;
@@ -709,7 +710,7 @@ impl<'s> RunningGroup<'s> {
     fn stopping_error(&self, err: &KafkaError) -> Option<Error> {
         let topics: Vec<&str> = self.group.routes.iter().map(|(t, _)| t.as_str()).collect();
         // librdkafka's text for the error, when its error callback just gave it.
-        let reason = commit::lock(&self.consumer.context().last_error)
+        let reason = crate::lock(&self.consumer.context().last_error)
             .take()
             .filter(|(code, _)| err.rdkafka_error_code() == Some(*code))
             .map(|(_, reason)| reason);
@@ -841,7 +842,7 @@ impl<'s> RunningGroup<'s> {
     }
 
     fn mark_done(&self, topic: &str, partition: i32, offset: i64) {
-        commit::lock(&self.tracker).mark_done(topic, partition, offset);
+        crate::lock(&self.tracker).mark_done(topic, partition, offset);
     }
 
     /// Pauses the partition of `records` (failed records of one partition,
@@ -952,7 +953,7 @@ impl<'s> RunningGroup<'s> {
         {
             return;
         }
-        let revoked = std::mem::take(&mut *commit::lock(&context.revoked));
+        let revoked = std::mem::take(&mut *crate::lock(&context.revoked));
         waiting.gathering.drop_revoked(&revoked);
         waiting.held.partitions.retain(|partition| {
             let lost = revoked
@@ -982,7 +983,7 @@ impl<'s> RunningGroup<'s> {
     }
 
     fn commit_async(&self) {
-        let Some(list) = commit::lock(&self.tracker).take_unsent() else {
+        let Some(list) = crate::lock(&self.tracker).take_unsent() else {
             return;
         };
         if let Err(err) = self.consumer.commit(&list, CommitMode::Async) {
@@ -992,7 +993,7 @@ impl<'s> RunningGroup<'s> {
     }
 
     fn commit_final(&self) -> Result<(), Error> {
-        let Some(list) = commit::lock(&self.tracker).unconfirmed(|_, _| true) else {
+        let Some(list) = crate::lock(&self.tracker).unconfirmed(|_, _| true) else {
             return Ok(());
         };
         commit::commit_sync(&self.consumer, &self.tracker, &list).map_err(|err| {
@@ -1120,12 +1121,12 @@ impl ClientContext for GroupContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", group = %self.group, error = %error, "{reason}");
         if let Some(code) = error.rdkafka_error_code() {
-            *commit::lock(&self.last_error) = Some((code, reason.to_owned()));
+            *crate::lock(&self.last_error) = Some((code, reason.to_owned()));
         }
     }
 
     fn stats(&self, statistics: Statistics) {
-        let mut lags = commit::lock(&self.lags);
+        let mut lags = crate::lock(&self.lags);
         let previous = std::mem::take(&mut *lags);
         let mut committed = false;
         for (topic, stats) in &statistics.topics {
@@ -1163,7 +1164,7 @@ impl ConsumerContext for GroupContext {
         // Every record delivered before this poll has been handled (the loop
         // handles a record before it polls again) or is waiting, unmarked,
         // in a batch or behind a retried record, so the tracker is exact.
-        let pending = commit::lock(&self.tracker)
+        let pending = crate::lock(&self.tracker)
             .unconfirmed(|topic, partition| revoked.find_partition(topic, partition).is_some());
         if let Some(list) = pending {
             match commit::commit_sync(consumer, &self.tracker, &list) {
@@ -1182,8 +1183,8 @@ impl ConsumerContext for GroupContext {
                 }
             }
         }
-        commit::lock(&self.tracker).forget(revoked);
-        commit::lock(&self.revoked).extend(
+        crate::lock(&self.tracker).forget(revoked);
+        crate::lock(&self.revoked).extend(
             revoked
                 .elements()
                 .iter()

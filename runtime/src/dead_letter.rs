@@ -13,12 +13,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 use crate::backoff::Backoff;
+use crate::error::error_type;
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::health::GroupHealth;
 use crate::metrics::Metrics;
-use crate::process::Failure;
-use crate::producer::{self, error_type, Message, SendSpan};
+use crate::outcome::Failure;
+use crate::producer::{self, Message, SendSpan};
 use crate::record::Record;
 
 /// The `dlq.*` headers added to every dead-letter copy.
@@ -104,7 +105,7 @@ impl DeadLetterConfig {
         let producer = self.config.create().map_err(|err| self.error(err))?;
         Ok(DeadLetters {
             producer,
-            tracer: crate::span::tracer(),
+            tracer: crate::attributes::tracer(),
             group: self.group.clone(),
             metrics,
             health,

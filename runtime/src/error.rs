@@ -206,3 +206,12 @@ mod tests {
         );
     }
 }
+
+/// A short, stable `error.type` for a failed send: the librdkafka error
+/// code's name (`MessageTimedOut`, `TopicAuthorizationFailed`, ...).
+pub(crate) fn error_type(err: &KafkaError) -> String {
+    match err.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => "kafka".to_owned(),
+    }
+}

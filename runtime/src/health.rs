@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::commit::lock;
+use crate::lock;
 
 /// What a probe reports: healthy or not, and a human-readable report that
 /// says why when unhealthy.

@@ -40,6 +40,7 @@
 
 #[cfg(feature = "main")]
 pub mod app;
+mod attributes;
 mod backoff;
 mod batch;
 mod commit;
@@ -75,6 +76,13 @@ pub use process::Processor;
 pub use producer::TracedProducer;
 pub use record::{Record, RecordHeaders, RecordMeta};
 pub use shutdown::Shutdown;
+
+/// Locks `mutex`. A poisoned lock still holds consistent state (the
+/// tracker's updates and the revoked list's are single writes or whole
+/// pushes), so keep going.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
 
 /// What `#[kafka_handler]` expands to. Not a stable API.
 #[doc(hidden)]

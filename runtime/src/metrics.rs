@@ -15,7 +15,7 @@ use opentelemetry::{global, InstrumentationScope, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::error::KafkaError;
 
-use crate::commit::lock;
+use crate::lock;
 
 /// How long each handler attempt took, in seconds: one measurement per
 /// attempt at a record, and one per delivery of a batch. Failed attempts
@@ -188,7 +188,7 @@ pub(crate) fn record_sent(counter: &Counter<u64>, topic: &str, error: Option<&Ka
                 system,
                 operation,
                 destination,
-                KeyValue::new(semconv::ERROR_TYPE, crate::producer::error_type(err)),
+                KeyValue::new(semconv::ERROR_TYPE, crate::error::error_type(err)),
             ],
         ),
     }

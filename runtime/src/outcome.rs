@@ -3,6 +3,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use opentelemetry::Context;
+
+use crate::record::Record;
+
 /// The class of a failure, recorded on the span as `error.type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -184,4 +188,28 @@ impl<E: fmt::Display + 'static> IntoOutcome for Result<(), E> {
             }
         })
     }
+}
+
+/// Logs a failed attempt at `record`.
+pub(crate) fn log_failure(handler: &str, record: &Record<'_>, attempt: u32, error: &HandlerError) {
+    tracing::warn!(
+        target: "kafka_handler",
+        handler,
+        topic = record.topic(),
+        partition = record.partition(),
+        offset = record.offset(),
+        attempt,
+        error.type = error.kind().as_str(),
+        permanent = error.is_permanent(),
+        error = %error.message(),
+        "record handling failed"
+    );
+}
+
+/// A failed attempt: why, and the context of its (ended) span, the parent
+/// of the dead-letter send.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: HandlerError,
+    pub(crate) span_cx: Context,
 }

@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 use crate::batch::{BatchInput, Shared};
 use crate::handler::{Handler, HandlerFuture, Invoke};
 use crate::metrics::ProcessMetrics;
-use crate::outcome::{ErrorKind, HandlerError, Outcome};
+use crate::outcome::{log_failure, ErrorKind, Failure, HandlerError, Outcome};
 use crate::propagation::extract_parent_context;
 use crate::record::Record;
 use crate::span::{ProcessSpan, SpanScope, TopicNames};
@@ -51,7 +51,7 @@ impl Processor {
         client_id: Option<Arc<str>>,
     ) -> Self {
         let scope = SpanScope {
-            tracer: Arc::new(crate::span::tracer()),
+            tracer: Arc::new(crate::attributes::tracer()),
             group,
             client_id,
             record_key: handler.options().record_key,
@@ -243,30 +243,6 @@ impl Processor {
         .await
         .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
     }
-}
-
-/// Logs a failed attempt at `record`.
-pub(crate) fn log_failure(handler: &str, record: &Record<'_>, attempt: u32, error: &HandlerError) {
-    tracing::warn!(
-        target: "kafka_handler",
-        handler,
-        topic = record.topic(),
-        partition = record.partition(),
-        offset = record.offset(),
-        attempt,
-        error.type = error.kind().as_str(),
-        permanent = error.is_permanent(),
-        error = %error.message(),
-        "record handling failed"
-    );
-}
-
-/// A failed attempt: why, and the context of its (ended) span, the parent
-/// of the dead-letter send.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub(crate) error: HandlerError,
-    pub(crate) span_cx: Context,
 }
 
 fn timed_out(limit: Duration) -> HandlerError {

@@ -17,8 +17,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
-use crate::error::Error;
-use crate::span::{operation_attributes, push_message_attributes, record_failure};
+use crate::attributes::{operation_attributes, push_message_attributes, record_failure};
+use crate::error::{error_type, Error};
 
 /// Trace headers every propagator we know of writes. They are dropped from
 /// a record before its new context is injected, even when the installed
@@ -113,7 +113,7 @@ impl TracedProducer {
     pub fn new(producer: FutureProducer) -> Self {
         Self {
             producer,
-            tracer: Arc::new(crate::span::tracer()),
+            tracer: Arc::new(crate::attributes::tracer()),
             client_id: None,
             sent: Arc::default(),
         }
@@ -309,15 +309,6 @@ impl Drop for SendSpan {
             );
         }
         self.cx.span().end();
-    }
-}
-
-/// A short, stable `error.type` for a failed send: the librdkafka error
-/// code's name (`MessageTimedOut`, `TopicAuthorizationFailed`, ...).
-pub(crate) fn error_type(err: &KafkaError) -> String {
-    match err.rdkafka_error_code() {
-        Some(code) => format!("{code:?}"),
-        None => "kafka".to_owned(),
     }
 }
 

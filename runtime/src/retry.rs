@@ -14,7 +14,8 @@ use rdkafka::message::OwnedMessage;
 use crate::backoff::Backoff;
 use crate::dead_letter::{DeadLetters, GivenUp};
 use crate::metrics::Metrics;
-use crate::process::{Failure, Processor};
+use crate::outcome::Failure;
+use crate::process::Processor;
 use crate::producer::ProducerSlot;
 use crate::record::Record;
 

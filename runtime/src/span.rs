@@ -5,23 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{Link, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue, StringValue, Value};
+use opentelemetry::trace::{Link, SpanContext, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::attributes::{
+    operation_attributes, partition_id, push_message_attributes, record_failure,
+};
 use crate::outcome::{ErrorKind, HandlerError};
 use crate::propagation::extract_parent_context;
 use crate::record::Record;
-
-/// kafka-handler's tracer, from the global provider as it is now.
-pub(crate) fn tracer() -> BoxedTracer {
-    opentelemetry::global::tracer_with_scope(
-        opentelemetry::InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build(),
-    )
-}
 
 /// The attempt number (1 for the first) on every `process` span.
 pub(crate) const ATTEMPT: &str = "kafka_handler.attempt";
@@ -240,26 +234,6 @@ impl ProcessSpan {
     }
 }
 
-/// Marks the span of `cx` failed, as the contract says: `error.type`, an
-/// `exception` event, and status Error with the message.
-pub(crate) fn record_failure(
-    cx: &Context,
-    error_type: impl Into<StringValue>,
-    exception_type: &str,
-    message: &str,
-) {
-    let span = cx.span();
-    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.into()));
-    span.add_event(
-        "exception",
-        vec![
-            KeyValue::new(semconv::EXCEPTION_TYPE, exception_type.to_owned()),
-            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.to_owned()),
-        ],
-    );
-    span.set_status(Status::error(message.to_owned()));
-}
-
 impl Drop for ProcessSpan {
     fn drop(&mut self) {
         if !self.finished {
@@ -314,27 +288,6 @@ fn common_attributes(scope: &SpanScope) -> Vec<KeyValue> {
     attributes
 }
 
-/// What every span of ours carries: `messaging.system`, the operation
-/// (`process` or `send`) and `messaging.client.id` when set.
-pub(crate) fn operation_attributes(
-    operation: &'static str,
-    client_id: Option<&Arc<str>>,
-) -> Vec<KeyValue> {
-    let mut attributes = Vec::with_capacity(11);
-    attributes.extend([
-        KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
-        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, operation),
-        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, operation),
-    ]);
-    if let Some(client_id) = client_id {
-        attributes.push(KeyValue::new(
-            semconv::MESSAGING_CLIENT_ID,
-            client_id.clone(),
-        ));
-    }
-    attributes
-}
-
 /// The record's own attributes, shared by `process` and `send` spans:
 /// `messaging.kafka.message.key` (UTF-8 keys, when `record_key`) and
 /// `messaging.kafka.message.tombstone` (null payloads).
@@ -345,40 +298,6 @@ pub(crate) fn push_record_attributes(
 ) {
     let key = record.key().filter(|_| record_key);
     push_message_attributes(attributes, key, record.payload().is_none());
-}
-
-/// `messaging.kafka.message.key` for a UTF-8 `key`, and
-/// `messaging.kafka.message.tombstone` for a null payload.
-pub(crate) fn push_message_attributes(
-    attributes: &mut Vec<KeyValue>,
-    key: Option<&[u8]>,
-    tombstone: bool,
-) {
-    if let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) {
-        attributes.push(KeyValue::new(
-            semconv::MESSAGING_KAFKA_MESSAGE_KEY,
-            key.to_owned(),
-        ));
-    }
-    if tombstone {
-        attributes.push(KeyValue::new(
-            semconv::MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
-            true,
-        ));
-    }
-}
-
-/// A partition number as a string value: `&'static` (no allocation) for the
-/// first 1024 partitions, allocated beyond.
-fn partition_id(partition: i32) -> Value {
-    const STATIC_IDS: usize = 1024;
-    static IDS: OnceLock<Box<[String]>> = OnceLock::new();
-    let ids: &'static [String] =
-        IDS.get_or_init(|| (0..STATIC_IDS).map(|p| p.to_string()).collect());
-    match usize::try_from(partition).ok().and_then(|p| ids.get(p)) {
-        Some(id) => Value::from(id.as_str()),
-        None => Value::from(partition.to_string()),
-    }
 }
 
 /// A topic's names as `&'static str`s, so span names and attributes cost no
