@@ -20,10 +20,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::SpanContext;
 use opentelemetry::Context;
-use tracing::Instrument as _;
 
 use crate::extract::FromRecord;
 use crate::lock;
@@ -292,11 +290,7 @@ impl<'r, T> BatchRecord<'r, T> {
             // current around the whole handler.
             return self.settle(run(), None);
         };
-        let outcome = {
-            let _entered = span.tracing_span().enter();
-            let _attached = span.context().clone().attach();
-            run()
-        };
+        let outcome = span.in_scope(run);
         self.settle(outcome, Some(span))
     }
 
@@ -314,10 +308,7 @@ impl<'r, T> BatchRecord<'r, T> {
         let Some(span) = self.shared.record_span(self.index, self.record) else {
             return self.settle(run.await, None);
         };
-        let outcome = run
-            .with_context(span.context().clone())
-            .instrument(span.tracing_span().clone())
-            .await;
+        let outcome = span.attach(run).await;
         self.settle(outcome, Some(span))
     }
 
@@ -346,7 +337,7 @@ impl<'r, T> BatchRecord<'r, T> {
         };
         let span_cx = span.map(|span| {
             let cx = span.context().clone();
-            span.tracing_span().in_scope(|| {
+            span.in_scope(|| {
                 log_failure(
                     self.shared.handler,
                     self.record,

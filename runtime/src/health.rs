@@ -38,8 +38,9 @@ impl Probe {
 /// before calling `run`.
 ///
 /// - [`liveness`](Self::liveness) fails when a group's poll loop has not
-///   turned within its `max.poll.interval.ms` (a handler blocking it), or a
-///   group stopped with an error: restarting the process is the remedy.
+///   turned within its `max.poll.interval.ms`, when one of its records has
+///   been in flight longer than that (a handler stuck), or when a group
+///   stopped with an error: restarting the process is the remedy.
 /// - [`readiness`](Self::readiness) fails until every group has partitions
 ///   assigned, and while offset commits or dead-letter sends fail.
 ///
@@ -118,6 +119,9 @@ pub(crate) struct GroupHealth {
     state: AtomicU8,
     /// When the poll loop last turned, in milliseconds since `epoch`.
     last_turn: AtomicU64,
+    /// When the oldest record in flight started, in milliseconds since
+    /// `epoch`, plus one; 0 when none is.
+    oldest_running: AtomicU64,
     /// Partitions assigned now.
     assigned: AtomicUsize,
     /// Whether partitions were ever assigned.
@@ -169,6 +173,7 @@ impl GroupHealth {
             epoch: Instant::now(),
             state: AtomicU8::new(State::NotStarted as u8),
             last_turn: AtomicU64::new(0),
+            oldest_running: AtomicU64::new(0),
             assigned: AtomicUsize::new(0),
             was_assigned: AtomicBool::new(false),
             commits_failing: AtomicBool::new(false),
@@ -190,9 +195,20 @@ impl GroupHealth {
     /// The poll loop turned at `now`: one relaxed store.
     #[inline]
     pub(crate) fn turned(&self, now: Instant) {
-        let millis = now.saturating_duration_since(self.epoch).as_millis();
-        self.last_turn
-            .store(u64::try_from(millis).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.last_turn.store(self.millis(now), Ordering::Relaxed);
+    }
+
+    /// The oldest record in flight started at `since` (`None`: none is in
+    /// flight).
+    #[inline]
+    pub(crate) fn running_since(&self, since: Option<Instant>) {
+        let millis = since.map_or(0, |since| self.millis(since).saturating_add(1));
+        self.oldest_running.store(millis, Ordering::Relaxed);
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        let millis = at.saturating_duration_since(self.epoch).as_millis();
+        u64::try_from(millis).unwrap_or(u64::MAX)
     }
 
     /// The group's task ended, with `error` when it failed.
@@ -263,20 +279,33 @@ impl GroupHealth {
             }
             State::Stopped => self.write_stopped(report),
             State::Running => {
+                let since_epoch = now.saturating_duration_since(self.epoch);
                 let last = Duration::from_millis(self.last_turn.load(Ordering::Relaxed));
-                let idle = now
-                    .saturating_duration_since(self.epoch)
-                    .saturating_sub(last);
-                if idle <= self.max_poll_interval {
-                    return true;
+                let idle = since_epoch.saturating_sub(last);
+                let max = self.max_poll_interval.as_millis();
+                if idle > self.max_poll_interval {
+                    let _ = write!(
+                        report,
+                        "poll loop stalled for {} (max.poll.interval.ms={max})",
+                        Elapsed(idle),
+                    );
+                    return false;
                 }
-                let _ = write!(
-                    report,
-                    "poll loop stalled for {} (max.poll.interval.ms={})",
-                    Elapsed(idle),
-                    self.max_poll_interval.as_millis()
-                );
-                false
+                let oldest = self.oldest_running.load(Ordering::Relaxed);
+                let running = match oldest.checked_sub(1) {
+                    Some(started) => since_epoch.saturating_sub(Duration::from_millis(started)),
+                    None => Duration::ZERO,
+                };
+                if running > self.max_poll_interval {
+                    let _ = write!(
+                        report,
+                        "a record in flight for {} (max.poll.interval.ms={max}): its handler \
+                         may be stuck",
+                        Elapsed(running),
+                    );
+                    return false;
+                }
+                true
             }
         }
     }

@@ -40,16 +40,15 @@
 
 #[cfg(feature = "main")]
 pub mod app;
+mod attach;
 mod attributes;
 mod backoff;
 mod batch;
-mod commit;
 mod consumer;
 pub mod context;
 pub mod dead_letter;
 mod error;
 mod extract;
-mod gather;
 mod handler;
 mod health;
 pub mod metrics;
@@ -58,7 +57,7 @@ mod process;
 mod producer;
 pub mod propagation;
 mod record;
-mod retry;
+mod resolve;
 mod shutdown;
 mod span;
 pub mod testing;

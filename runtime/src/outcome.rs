@@ -208,8 +208,23 @@ pub(crate) fn log_failure(handler: &str, record: &Record<'_>, attempt: u32, erro
 
 /// A failed attempt: why, and the context of its (ended) span, the parent
 /// of the dead-letter send.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Failure {
     pub(crate) error: HandlerError,
     pub(crate) span_cx: Context,
+}
+
+impl Failure {
+    /// An attempt whose blocking-pool task was lost (the runtime is shutting
+    /// down): it did not end, so it counts as cancelled.
+    pub(crate) fn lost(error: &dyn fmt::Display) -> Self {
+        Self {
+            error: HandlerError::new(
+                ErrorKind::Cancelled,
+                "cancelled",
+                format!("the handler's blocking task did not finish: {error}"),
+            ),
+            span_cx: Context::new(),
+        }
+    }
 }

@@ -1,21 +1,20 @@
-//! Running one handler on one record under the record's trace.
+//! Running one handler on one record (or one batch) under the record's
+//! trace: one attempt, with its `process {topic}` span.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
-use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::Context;
-use tracing::Instrument as _;
 
 use crate::batch::{BatchInput, Shared};
 use crate::handler::{Handler, HandlerFuture, Invoke};
 use crate::metrics::ProcessMetrics;
 use crate::outcome::{log_failure, ErrorKind, Failure, HandlerError, Outcome};
 use crate::propagation::extract_parent_context;
-use crate::record::Record;
+use crate::record::{OwnedRecord, Record};
 use crate::span::{ProcessSpan, SpanScope, TopicNames};
 
 /// A handler bound to its consumer identity (group, client id) and tracer:
@@ -28,13 +27,23 @@ use crate::span::{ProcessSpan, SpanScope, TopicNames};
 /// let processor = Processor::new(handlers![bill].remove(0));
 /// let outcome = processor.process(&Record::new("orders", 0, 42, None, Some(b"{}"), None)).await;
 /// ```
+///
+/// Cloning is cheap: clones share the handler.
 #[derive(Clone, Debug)]
 pub struct Processor {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     handler: Handler,
     scope: SpanScope,
     /// Set by a running consumer; a processor driven on its own records no
     /// metrics.
-    metrics: Option<Arc<ProcessMetrics>>,
+    metrics: Option<ProcessMetrics>,
+    /// Whether a synchronous handler runs on Tokio's blocking pool (in a
+    /// consumer) rather than where the attempt is awaited (driven directly).
+    blocking_pool: bool,
 }
 
 impl Processor {
@@ -42,13 +51,16 @@ impl Processor {
     /// is now.
     pub fn new(handler: Handler) -> Self {
         let group = handler.group().to_owned();
-        Self::with_identity(handler, group.into(), None)
+        Self::with_identity(handler, group.into(), None, None)
     }
 
+    /// The processor of a consumer of `group`: synchronous handlers run on
+    /// the blocking pool, and attempts are measured in `metrics`.
     pub(crate) fn with_identity(
         handler: Handler,
         group: Arc<str>,
         client_id: Option<Arc<str>>,
+        metrics: Option<ProcessMetrics>,
     ) -> Self {
         let scope = SpanScope {
             tracer: Arc::new(crate::attributes::tracer()),
@@ -57,17 +69,15 @@ impl Processor {
             record_key: handler.options().record_key,
             topics: TopicNames::for_topics(handler.topics()),
         };
+        let blocking_pool = metrics.is_some();
         Self {
-            handler,
-            scope,
-            metrics: None,
+            inner: Arc::new(Inner {
+                handler,
+                scope,
+                metrics,
+                blocking_pool,
+            }),
         }
-    }
-
-    /// Records each attempt's duration, and each record delivered, in
-    /// `metrics`.
-    pub(crate) fn set_metrics(&mut self, metrics: ProcessMetrics) {
-        self.metrics = Some(Arc::new(metrics));
     }
 
     /// Records an attempt at `records` newly delivered records of
@@ -80,7 +90,7 @@ impl Processor {
         records: usize,
         error: Option<&HandlerError>,
     ) {
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &self.inner.metrics {
             metrics.attempted(
                 topic,
                 partition,
@@ -93,13 +103,15 @@ impl Processor {
 
     /// The handler this processor drives.
     pub fn handler(&self) -> &Handler {
-        &self.handler
+        &self.inner.handler
     }
 
     /// Handles one record: extract its context, activate it, open the
     /// `process {topic}` span, run the handler (catching panics), record the
     /// outcome, end the span, detach. One attempt: retries and dead letters
     /// are the consumer's job.
+    ///
+    /// A synchronous handler runs inside this call, on the caller's thread.
     ///
     /// Dropping the returned future cancels the handler; the span still ends,
     /// with `error.type = cancelled`, and no context stays attached.
@@ -109,53 +121,53 @@ impl Processor {
             .map_err(|failure| failure.error)
     }
 
+    /// Whether the handler's code runs on Tokio's blocking pool: a
+    /// synchronous function in a consumer. It may block without stalling
+    /// the async workers, and synchronous handlers of one consumer run in
+    /// parallel like async ones.
+    fn on_blocking_pool(&self) -> bool {
+        self.inner.blocking_pool && !self.inner.handler.is_async()
+    }
+
     /// Attempt number `attempt` (1-based) at `record`, measured when
     /// metrics are on.
     pub(crate) async fn attempt(&self, record: &Record<'_>, attempt: u32) -> Result<(), Failure> {
-        if self.metrics.is_none() {
-            return self.run_attempt(record, attempt).await;
+        let started = self.inner.metrics.is_some().then(Instant::now);
+        let outcome = if self.on_blocking_pool() {
+            let (this, owned) = (self.clone(), record.to_owned_record());
+            let runtime = tokio::runtime::Handle::current();
+            let run = move || runtime.block_on(this.run_attempt(&owned.record(), attempt));
+            tokio::task::spawn_blocking(run)
+                .await
+                .unwrap_or_else(|error| Err(Failure::lost(&error)))
+        } else {
+            self.run_attempt(record, attempt).await
+        };
+        if let Some(started) = started {
+            // A retried record was delivered before: counted once.
+            self.measure(
+                started.elapsed(),
+                record.topic(),
+                record.partition(),
+                usize::from(attempt == 1),
+                outcome.as_ref().err().map(|failure| &failure.error),
+            );
         }
-        self.attempt_timed(record, attempt, Instant::now()).await.0
-    }
-
-    /// Attempt number `attempt` at `record`, taken up at `started`: its
-    /// outcome, and when it ended. Measured (from `started`) when metrics
-    /// are on; the poll loop passes the time of its turn, saving a clock
-    /// read per record.
-    pub(crate) async fn attempt_timed(
-        &self,
-        record: &Record<'_>,
-        attempt: u32,
-        started: Instant,
-    ) -> (Result<(), Failure>, Instant) {
-        let outcome = self.run_attempt(record, attempt).await;
-        let ended = Instant::now();
-        // A retried record was delivered before: counted once.
-        let delivered = usize::from(attempt == 1);
-        self.measure(
-            ended.saturating_duration_since(started),
-            record.topic(),
-            record.partition(),
-            delivered,
-            outcome.as_ref().err().map(|failure| &failure.error),
-        );
-        (outcome, ended)
+        outcome
     }
 
     /// Attempt number `attempt` at `record`. A batch handler is called with
     /// a batch of this one record, under the attempt's span.
     async fn run_attempt(&self, record: &Record<'_>, attempt: u32) -> Result<(), Failure> {
-        let span = ProcessSpan::start(&self.scope, record, attempt);
-        let outcome = match &self.handler.invoke {
-            Invoke::Sync(f) => {
-                let _entered = span.tracing_span().enter();
-                let _attached = span.context().clone().attach();
+        let span = ProcessSpan::start(&self.inner.scope, record, attempt);
+        let outcome = match &self.inner.handler.invoke {
+            Invoke::Sync(f) => span.in_scope(|| {
                 std::panic::catch_unwind(AssertUnwindSafe(|| f(record)))
                     .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
-            }
+            }),
             Invoke::Async(f) => self.run(f(record), &span).await,
             Invoke::Batch { f, .. } => {
-                let shared = Shared::single(self.handler.name(), attempt);
+                let shared = Shared::single(self.handler().name(), attempt);
                 let records = std::slice::from_ref(record);
                 let outcome = self.run(f(BatchInput::new(records, &shared)), &span).await;
                 // A failure the record's scope reported is the attempt's.
@@ -166,9 +178,7 @@ impl Processor {
             span.finish(None);
             return Ok(());
         };
-        span.tracing_span().in_scope(|| {
-            log_failure(self.handler.name(), record, attempt, &error);
-        });
+        span.in_scope(|| log_failure(self.handler().name(), record, attempt, &error));
         let span_cx = span.context().clone();
         span.finish(Some(&error));
         Err(Failure { error, span_cx })
@@ -179,27 +189,46 @@ impl Processor {
     /// returns the records that failed (by index), each with its failure
     /// recorded on a span in its own trace.
     pub(crate) async fn deliver(&self, records: &[Record<'_>]) -> Vec<(usize, Failure)> {
-        let Invoke::Batch { f, .. } = &self.handler.invoke else {
+        if !self.on_blocking_pool() {
+            return self.deliver_here(records).await;
+        }
+        let owned: Vec<OwnedRecord> = records.iter().map(Record::to_owned_record).collect();
+        let this = self.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let delivery = tokio::task::spawn_blocking(move || {
+            let records: Vec<Record<'_>> = owned.iter().map(OwnedRecord::record).collect();
+            runtime.block_on(this.deliver_here(&records))
+        });
+        delivery.await.unwrap_or_else(|error| {
+            let error = Failure::lost(&error);
+            (0..records.len())
+                .map(|index| (index, error.clone()))
+                .collect()
+        })
+    }
+
+    async fn deliver_here(&self, records: &[Record<'_>]) -> Vec<(usize, Failure)> {
+        let Invoke::Batch { f, .. } = &self.inner.handler.invoke else {
             unreachable!("batches are cut only for batch handlers");
         };
         let Some(first) = records.first() else {
             return Vec::new();
         };
-        let started = self.metrics.is_some().then(Instant::now);
+        let started = self.inner.metrics.is_some().then(Instant::now);
         let parents: Vec<Context> = records
             .iter()
             .map(|record| extract_parent_context(record.headers()))
             .collect();
-        let span =
-            ProcessSpan::start_batch(&self.scope, first.topic(), first.partition(), &parents);
+        let scope = &self.inner.scope;
+        let span = ProcessSpan::start_batch(scope, first.topic(), first.partition(), &parents);
         let batch = span.context().span().span_context().clone();
-        let shared = Shared::delivery(self.handler.name(), &self.scope, &parents, batch);
+        let shared = Shared::delivery(self.handler().name(), scope, &parents, batch);
         let outcome = self.run(f(BatchInput::new(records, &shared)), &span).await;
         if let Err(error) = &outcome {
-            span.tracing_span().in_scope(|| {
+            span.in_scope(|| {
                 tracing::warn!(
                     target: "kafka_handler",
-                    handler = self.handler.name(),
+                    handler = self.handler().name(),
                     topic = first.topic(),
                     partition = first.partition(),
                     first_offset = first.offset(),
@@ -227,21 +256,18 @@ impl Processor {
     /// handler's timeout.
     async fn run(&self, handler: HandlerFuture<'_>, span: &ProcessSpan) -> Outcome {
         let run = AssertUnwindSafe(handler).catch_unwind();
-        let timeout = self.handler.options().timeout;
-        async move {
+        let timeout = self.handler().options().timeout;
+        let limited = async move {
             match timeout {
                 None => run.await,
                 Some(limit) => tokio::time::timeout(limit, run)
                     .await
                     .unwrap_or_else(|_elapsed| Ok(Err(timed_out(limit)))),
             }
-        }
-        // `with_context` and `instrument` name the one span, for
-        // OpenTelemetry and `tracing`.
-        .with_context(span.context().clone())
-        .instrument(span.tracing_span().clone())
-        .await
-        .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
+        };
+        span.attach(limited)
+            .await
+            .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
     }
 }
 

@@ -189,8 +189,13 @@ impl std::fmt::Debug for TracedProducer {
 }
 
 /// The producer a handler can take as an argument: one per consumer group,
-/// given to the builder or created on first use.
+/// given to the builder or created on first use. Cloning shares it.
+#[derive(Clone)]
 pub(crate) struct ProducerSlot {
+    inner: Arc<SlotInner>,
+}
+
+struct SlotInner {
     config: ClientConfig,
     producer: OnceLock<Result<TracedProducer, String>>,
 }
@@ -199,23 +204,26 @@ impl ProducerSlot {
     /// A slot holding `producer`.
     pub(crate) fn ready(producer: TracedProducer) -> Self {
         let slot = Self::lazy(ClientConfig::new());
-        let _ = slot.producer.set(Ok(producer));
+        let _ = slot.inner.producer.set(Ok(producer));
         slot
     }
 
     /// A slot that creates its producer from `config` on first use.
     pub(crate) fn lazy(config: ClientConfig) -> Self {
         Self {
-            config,
-            producer: OnceLock::new(),
+            inner: Arc::new(SlotInner {
+                config,
+                producer: OnceLock::new(),
+            }),
         }
     }
 
     /// The producer, created now if it was not yet.
     pub(crate) fn get(&self) -> Result<&TracedProducer, &str> {
-        self.producer
+        self.inner
+            .producer
             .get_or_init(|| {
-                TracedProducer::from_config(&self.config).map_err(|err| err.to_string())
+                TracedProducer::from_config(&self.inner.config).map_err(|err| err.to_string())
             })
             .as_ref()
             .map_err(String::as_str)

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use crate::producer::{ProducerSlot, TracedProducer};
 use rdkafka::message::{
-    BorrowedHeaders, BorrowedMessage, Headers as _, Message, OwnedHeaders, OwnedMessage,
+    BorrowedHeaders, BorrowedMessage, Headers as _, Message, OwnedHeaders, OwnedMessage, Timestamp,
 };
 
 /// One Kafka record, borrowed from the consumer for the duration of its handler.
@@ -55,6 +55,26 @@ impl<'a> Record<'a> {
     pub(crate) fn with_producer(mut self, producer: &'a ProducerSlot) -> Self {
         self.producer = Some(producer);
         self
+    }
+
+    /// A copy of the record, for code that runs on another thread than the
+    /// consumer's (a synchronous handler on the blocking pool).
+    pub(crate) fn to_owned_record(&self) -> OwnedRecord {
+        let timestamp = self
+            .timestamp
+            .map_or(Timestamp::NotAvailable, Timestamp::CreateTime);
+        OwnedRecord {
+            message: OwnedMessage::new(
+                self.payload.map(<[u8]>::to_vec),
+                self.key.map(<[u8]>::to_vec),
+                self.topic.to_owned(),
+                timestamp,
+                self.partition,
+                self.offset,
+                self.headers.to_owned(),
+            ),
+            producer: self.producer.cloned(),
+        }
     }
 
     /// The producer of the consumer this record came from.
@@ -163,6 +183,23 @@ impl fmt::Debug for Record<'_> {
     }
 }
 
+/// A [`Record`] copied out of the consumer: see [`Record::to_owned_record`].
+pub(crate) struct OwnedRecord {
+    message: OwnedMessage,
+    producer: Option<ProducerSlot>,
+}
+
+impl OwnedRecord {
+    /// The record, borrowed from the copy.
+    pub(crate) fn record(&self) -> Record<'_> {
+        let record = Record::from_owned(&self.message);
+        match &self.producer {
+            Some(producer) => record.with_producer(producer),
+            None => record,
+        }
+    }
+}
+
 /// The headers of a [`Record`], in the order the producer wrote them.
 ///
 /// Keys may repeat. [`get`](Self::get) returns the **last** value for a key,
@@ -189,6 +226,14 @@ impl<'a> RecordHeaders<'a> {
     fn owned(headers: Option<&'a OwnedHeaders>) -> Self {
         let inner = headers.map_or(HeadersRef::None, HeadersRef::Owned);
         Self { inner }
+    }
+
+    fn to_owned(self) -> Option<OwnedHeaders> {
+        match self.inner {
+            HeadersRef::None => None,
+            HeadersRef::Borrowed(h) => Some(h.detach()),
+            HeadersRef::Owned(h) => Some(h.clone()),
+        }
     }
 
     /// How many headers the record carries.

@@ -215,9 +215,18 @@ impl ProcessSpan {
         &self.cx
     }
 
-    /// The `tracing` span to enter while the handler runs.
-    pub(crate) fn tracing_span(&self) -> &tracing::Span {
-        &self.tracing_span
+    /// Runs `f` under this span: its context attached, its `tracing` span
+    /// entered.
+    pub(crate) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        crate::attach::in_scope(&self.cx, &self.tracing_span, f)
+    }
+
+    /// `future`, polled under this span on every poll.
+    pub(crate) fn attach<F: std::future::Future>(
+        &self,
+        future: F,
+    ) -> crate::attach::Attached<'_, F> {
+        crate::attach::Attached::new(future, &self.cx, &self.tracing_span)
     }
 
     /// Records the attempt's failure, if it failed, on the span and ends it.

@@ -1,23 +1,20 @@
-//! A record whose attempt failed: retried with backoff while its partition
-//! is paused, then copied to the dead-letter topic, or held.
+//! A record's attempts, from the first to the end: retried with backoff
+//! after a transient failure, then copied to the dead-letter topic, or held.
 //!
-//! The consumer pauses the record's partition and hands the record here; it
-//! resumes the partition only once [`resolve`] returns. Other partitions
-//! keep flowing meanwhile, and nothing of the paused partition is buffered:
-//! librdkafka drops what it had fetched past the record and fetches it
-//! again on resume.
+//! The record keeps its lane busy the whole time (its partition, or its key,
+//! see [`ProcessingOrder`](crate::ProcessingOrder)), so the records queued
+//! behind it wait while others flow, and its offset stays below the commit
+//! watermark until [`Resolver::resolve`] returns.
 
 use std::time::Duration;
-
-use rdkafka::message::OwnedMessage;
 
 use crate::backoff::Backoff;
 use crate::dead_letter::{DeadLetters, GivenUp};
 use crate::metrics::Metrics;
 use crate::outcome::Failure;
 use crate::process::Processor;
-use crate::producer::ProducerSlot;
 use crate::record::Record;
+use crate::shutdown::Shutdown;
 
 /// What resolving a record needs from its group.
 #[derive(Clone, Copy)]
@@ -25,45 +22,54 @@ pub(crate) struct Resolver<'g> {
     pub(crate) group: &'g str,
     pub(crate) dead_letters: Option<&'g DeadLetters>,
     pub(crate) metrics: &'g Metrics,
-    /// The producer handlers can take as an argument.
-    pub(crate) producer: &'g ProducerSlot,
+    /// Once triggered, no retry is started: the record is abandoned,
+    /// uncommitted, and handled again after a restart.
+    pub(crate) shutdown: &'g Shutdown,
+}
+
+/// How a record's attempts ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// Handled, or given up on and dead-lettered: it may be committed.
+    Ended,
+    /// Left at shutdown while it waited for a retry: not committed.
+    Abandoned,
 }
 
 impl Resolver<'_> {
-    /// Retries `message` until an attempt succeeds, it fails permanently, or
+    /// Attempts `record` until an attempt succeeds, it fails permanently, or
     /// its retries are spent; then dead-letters it, or holds it when the
     /// handler has no dead-letter topic. `first` is the failure of attempt 1
-    /// when it already ran. Either way, once this returns the record may be
-    /// committed.
+    /// when it already ran (a batch's record).
     pub(crate) async fn resolve(
         self,
         processor: &Processor,
-        message: &OwnedMessage,
+        record: &Record<'_>,
         first: Option<Failure>,
-    ) {
-        let record = Record::from_owned(message).with_producer(self.producer);
+    ) -> Resolution {
         let handler = processor.handler();
         let options = handler.options();
         let mut attempts = 1;
         let mut failure = match first {
             Some(failure) => failure,
-            None => match processor.attempt(&record, attempts).await {
-                Ok(()) => return,
+            None => match processor.attempt(record, attempts).await {
+                Ok(()) => return Resolution::Ended,
                 Err(failure) => failure,
             },
         };
 
         while !failure.error.is_permanent() && attempts <= options.retries {
             let delay = options.backoff.delay(attempts);
-            match self.retry(processor, &record, &mut attempts, delay).await {
-                Ok(()) => return,
-                Err(next) => failure = next,
+            match self.retry(processor, record, &mut attempts, delay).await {
+                Some(Ok(())) => return Resolution::Ended,
+                Some(Err(next)) => failure = next,
+                None => return Resolution::Abandoned,
             }
         }
 
         if let (Some(dlq), Some(dead_letters)) = (&options.dlq, self.dead_letters) {
             let given_up = GivenUp {
-                record: &record,
+                record,
                 dlq,
                 handler,
                 attempts,
@@ -83,12 +89,13 @@ impl Resolver<'_> {
                 error.type = failure.error.kind().as_str(),
                 "record dead-lettered"
             );
-            return;
+            return Resolution::Ended;
         }
 
-        // No dead-letter topic: never skip the record. Keep its partition
-        // paused and try again at the longest backoff, until it passes or the
-        // consumer restarts (and the record is redelivered).
+        // No dead-letter topic: never skip the record. Keep its lane busy
+        // and its offset uncommitted, and try again at the longest backoff,
+        // until it passes or the consumer restarts (and the record is
+        // redelivered).
         let hold = Backoff::constant(options.backoff.max());
         tracing::error!(
             target: "kafka_handler",
@@ -101,27 +108,36 @@ impl Resolver<'_> {
             error.type = failure.error.kind().as_str(),
             error = %failure.error.message(),
             "record given up on, and the handler has no dead-letter topic: holding it \
-             (not committed, partition paused) and attempting it every {:?}",
+             (not committed, its lane waiting) and attempting it every {:?}",
             hold.max()
         );
-        while self
-            .retry(processor, &record, &mut attempts, hold.delay(1))
-            .await
-            .is_err()
-        {}
+        loop {
+            match self
+                .retry(processor, record, &mut attempts, hold.delay(1))
+                .await
+            {
+                Some(Ok(())) => return Resolution::Ended,
+                Some(Err(_)) => {}
+                None => return Resolution::Abandoned,
+            }
+        }
     }
 
-    /// Waits `delay`, then makes the next attempt.
+    /// Waits `delay`, then makes the next attempt; `None` when shutdown was
+    /// triggered first.
     async fn retry(
         self,
         processor: &Processor,
         record: &Record<'_>,
         attempts: &mut u32,
         delay: Duration,
-    ) -> Result<(), Failure> {
-        tokio::time::sleep(delay).await;
+    ) -> Option<Result<(), Failure>> {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.shutdown.triggered() => return None,
+        }
         *attempts += 1;
         self.metrics.retried(self.group, record.topic());
-        processor.attempt(record, *attempts).await
+        Some(processor.attempt(record, *attempts).await)
     }
 }

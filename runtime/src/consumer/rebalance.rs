@@ -1,0 +1,182 @@
+//! librdkafka's callbacks for one group: logs and errors into `tracing`,
+//! statistics into the lag metric and readiness, and rebalances: offsets
+//! committed on revoke, while this member still owns the partitions.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
+
+use crate::health::GroupHealth;
+use crate::lock;
+use crate::metrics::PartitionLag;
+
+use super::offsets::{self, Offsets, PartitionId};
+
+/// The context of one group's Kafka consumer.
+pub(crate) struct GroupContext {
+    pub(crate) group: String,
+    pub(crate) offsets: Arc<Mutex<Offsets>>,
+    /// Partitions revoked since the poll loop last looked.
+    revoked: Mutex<Vec<PartitionId>>,
+    any_revoked: AtomicBool,
+    pub(crate) health: Arc<GroupHealth>,
+    /// Each assigned partition's lag, from the last statistics.
+    lags: Arc<Mutex<Vec<PartitionLag>>>,
+    /// The last error librdkafka reported, with its text, for the poll loop.
+    last_error: Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl GroupContext {
+    pub(crate) fn new(
+        group: String,
+        offsets: Arc<Mutex<Offsets>>,
+        health: Arc<GroupHealth>,
+        lags: Arc<Mutex<Vec<PartitionLag>>>,
+    ) -> Self {
+        Self {
+            group,
+            offsets,
+            revoked: Mutex::default(),
+            any_revoked: AtomicBool::new(false),
+            health,
+            lags,
+            last_error: Mutex::default(),
+        }
+    }
+
+    /// The partitions revoked since the last call. One atomic load when
+    /// there are none.
+    pub(crate) fn take_revoked(&self) -> Vec<PartitionId> {
+        if !self.any_revoked.load(Ordering::Acquire)
+            || !self.any_revoked.swap(false, Ordering::AcqRel)
+        {
+            return Vec::new();
+        }
+        std::mem::take(&mut *lock(&self.revoked))
+    }
+
+    /// librdkafka's text for `code`, when its error callback just reported it.
+    pub(crate) fn take_error_reason(&self, code: Option<RDKafkaErrorCode>) -> Option<String> {
+        lock(&self.last_error)
+            .take()
+            .filter(|(last, _)| code == Some(*last))
+            .map(|(_, reason)| reason)
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if facility == "COMMITFAIL" {
+            // The only trace of a failed async commit.
+            self.health.commit_failed(&message);
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", group = %self.group, facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", group = %self.group, facility, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", group = %self.group, facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", group = %self.group, facility, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", group = %self.group, error = %error, "{reason}");
+        if let Some(code) = error.rdkafka_error_code() {
+            *lock(&self.last_error) = Some((code, reason.to_owned()));
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let mut lags = lock(&self.lags);
+        let previous = std::mem::take(&mut *lags);
+        let mut committed = false;
+        for (topic, stats) in &statistics.topics {
+            for (&partition, stats) in &stats.partitions {
+                // -1 is librdkafka's internal unassigned partition; a
+                // partition this member does not own is not desired.
+                if partition < 0 || !stats.desired {
+                    continue;
+                }
+                committed |= previous.iter().any(|lag| {
+                    lag.partition == partition
+                        && lag.topic == *topic
+                        && stats.committed_offset > lag.committed
+                });
+                lags.push(PartitionLag::new(
+                    &self.group,
+                    topic,
+                    partition,
+                    stats.committed_offset,
+                    stats.consumer_lag,
+                ));
+            }
+        }
+        if committed {
+            self.health.commits_succeeded();
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        // The callback runs inside the poll loop's poll, so no record of the
+        // group runs its code meanwhile: the watermarks are exact. Records
+        // still in flight of these partitions are below them; the loop
+        // abandons them right after this poll.
+        let pending = lock(&self.offsets)
+            .unconfirmed(|topic, partition| revoked.find_partition(topic, partition).is_some());
+        if let Some(list) = pending {
+            match offsets::commit_sync(consumer, &self.offsets, &list) {
+                Ok(()) => {
+                    self.health.commits_succeeded();
+                    tracing::debug!(target: "kafka_handler", group = %self.group, "offsets committed on revoke")
+                }
+                Err(err) => {
+                    self.health.commit_failed(&err);
+                    tracing::warn!(
+                        target: "kafka_handler",
+                        group = %self.group,
+                        error = %err,
+                        "commit on revoke failed; the new owner will handle those records again"
+                    )
+                }
+            }
+        }
+        let forgotten = lock(&self.offsets).forget(revoked);
+        if !forgotten.is_empty() {
+            lock(&self.revoked).extend(forgotten);
+            self.any_revoked.store(true, Ordering::Release);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // librdkafka keeps a partition's pause flag across a revoke and a
+        // later assign; one revoked while paused must not come back paused.
+        if let Rebalance::Assign(assigned) = rebalance {
+            if let Err(err) = consumer.resume(assigned) {
+                tracing::warn!(target: "kafka_handler", group = %self.group, error = %err, "resuming assigned partitions failed");
+            }
+        }
+        // Whole or incremental, the assignment as it is now.
+        let count = consumer.assignment().map_or(0, |list| list.count());
+        self.health.assigned(count);
+    }
+}
