@@ -3,15 +3,23 @@
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Meta, Signature, Token, UnOp};
+use syn::{Expr, ExprLit, ExprUnary, Lit, LitInt, LitStr, Meta, Signature, Token, UnOp};
 
 use crate::duration::parse_duration;
 
-const KEYS: &str =
-    "`topics`, `group`, `batch`, `retries`, `backoff`, `dlq`, `timeout`, `record_key`, `crate`";
+const KEYS: &str = "`topics`, `group`, `batch`, `retries`, `backoff`, `dlq`, `timeout`, \
+                    `ordering`, `max_in_flight`, `record_key`, `crate`";
 
 /// The largest `max_records` (the runtime's `BatchOptions::MAX_RECORDS_LIMIT`).
 const MAX_RECORDS_LIMIT: u64 = 100_000;
+
+/// The `max_records` of a bare `batch` (the runtime's
+/// `BatchOptions::DEFAULT_MAX_RECORDS`).
+const DEFAULT_MAX_RECORDS: u64 = 500;
+
+/// The largest `max_in_flight` (the runtime's
+/// `HandlerOptions::MAX_IN_FLIGHT_LIMIT`).
+const MAX_IN_FLIGHT_LIMIT: u64 = 1_000_000;
 
 const BATCH_FORM: &str =
     "expected `batch` or `batch(max_records = 500, max_wait = \"50ms\")` (both optional)";
@@ -30,6 +38,11 @@ pub(crate) struct HandlerArgs {
     pub(crate) krate: Option<syn::Path>,
     /// `Some` for a batch handler.
     pub(crate) batch: Option<BatchArgs>,
+    /// Not `Key` on a batch handler.
+    pub(crate) ordering: Option<ProcessingOrder>,
+    /// 1 to [`MAX_IN_FLIGHT_LIMIT`], and not below a batch handler's
+    /// `max_records`.
+    pub(crate) max_in_flight: Option<u64>,
 }
 
 /// A checked `batch(..)`; what is left out takes the runtime's default.
@@ -39,6 +52,17 @@ pub(crate) struct BatchArgs {
     pub(crate) max_records: Option<u64>,
     /// Nanoseconds, above zero.
     pub(crate) max_wait: Option<u64>,
+}
+
+/// A checked `ordering`: the runtime's `ProcessingOrder` of the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProcessingOrder {
+    /// `"partition"`: one record in flight per partition.
+    Partition,
+    /// `"key"`: one record in flight per key within a partition.
+    Key,
+    /// `"none"`: any record beside any other.
+    Unordered,
 }
 
 /// A checked `backoff`, in nanoseconds.
@@ -85,6 +109,9 @@ impl RawArgs {
         let mut record_key: Option<bool> = None;
         let mut krate: Option<syn::Path> = None;
         let mut batch: Option<BatchArgs> = None;
+        // With their values' spans, for the checks against `batch` below.
+        let mut ordering: Option<(ProcessingOrder, LitStr)> = None;
+        let mut max_in_flight: Option<(u64, LitInt)> = None;
         let mut seen: Vec<String> = Vec::new();
 
         for meta in self.0 {
@@ -109,6 +136,8 @@ impl RawArgs {
                     | "backoff"
                     | "dlq"
                     | "timeout"
+                    | "ordering"
+                    | "max_in_flight"
                     | "record_key"
                     | "crate"
             ) {
@@ -160,6 +189,8 @@ impl RawArgs {
                         ));
                     }
                 }
+                "ordering" => ordering = errors.ok(parse_ordering(value)),
+                "max_in_flight" => max_in_flight = errors.ok(parse_max_in_flight(value)),
                 "record_key" => record_key = errors.ok(parse_bool(value, "record_key")),
                 "crate" => krate = errors.ok(parse_crate(value)),
                 _ => unreachable!("keys are checked above"),
@@ -177,6 +208,41 @@ impl RawArgs {
                         dlq.value(),
                         dlq.value()
                     ),
+                ));
+            }
+        }
+
+        if let (Some(batch), Some((max, lit))) = (&batch, &max_in_flight) {
+            // A bare `batch` has the runtime's default `max_records`.
+            let (max_records, default, instead) = match batch.max_records {
+                Some(n) => (n, "", format!("lower `max_records` to {max}")),
+                None => (
+                    DEFAULT_MAX_RECORDS,
+                    ", the default",
+                    format!("set `max_records = {max}` in `batch(..)`"),
+                ),
+            };
+            if *max < max_records {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "`max_in_flight = {max}` is below this batch handler's `max_records` \
+                         ({max_records}{default}): a full batch could never start; write \
+                         `max_in_flight = {max_records}` or more (a batch counts its records), \
+                         or {instead}"
+                    ),
+                ));
+            }
+        }
+        // `batch` counts even when its options were wrong (and reported):
+        // the handler is still a batch handler.
+        if seen.iter().any(|k| k == "batch") {
+            if let Some((ProcessingOrder::Key, lit)) = &ordering {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    "`ordering = \"key\"` is for handlers of one record: a batch holds records of \
+                     many keys, so it cannot be ordered by key; write `ordering = \"partition\"` \
+                     or `ordering = \"none\"`",
                 ));
             }
         }
@@ -205,6 +271,8 @@ impl RawArgs {
                 record_key,
                 krate,
                 batch,
+                ordering: ordering.map(|(ordering, _)| ordering),
+                max_in_flight: max_in_flight.map(|(max, _)| max),
             }),
             // Both were reported above, or their values were.
             _ => Err(syn::Error::new(Span::call_site(), "invalid arguments")),
@@ -287,6 +355,105 @@ fn parse_retries(value: &Expr) -> syn::Result<u32> {
         _ => Err(syn::Error::new_spanned(
             value,
             "`retries` expects an integer literal, e.g. `retries = 5`",
+        )),
+    }
+}
+
+/// `"partition"`, `"key"` or `"none"`, with its literal for later errors.
+fn parse_ordering(value: &Expr) -> syn::Result<(ProcessingOrder, LitStr)> {
+    const NAMES: &str = "\"partition\" (one record in flight per partition), \"key\" (one per \
+                         key within a partition) or \"none\" (any beside any)";
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(lit), ..
+    }) = value
+    else {
+        // `ordering = key`: the name is right, the quotes are missing.
+        let unquoted = match value {
+            Expr::Path(path) => path
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .filter(|name| matches!(name.as_str(), "partition" | "key" | "none")),
+            _ => None,
+        };
+        let message = match unquoted {
+            Some(name) => {
+                format!("`ordering` expects a string literal: write `ordering = \"{name}\"`")
+            }
+            None => {
+                format!("`ordering` expects a string literal: {NAMES}, e.g. `ordering = \"key\"`")
+            }
+        };
+        return Err(syn::Error::new_spanned(value, message));
+    };
+    let name = lit.value();
+    let ordering = match name.as_str() {
+        "partition" => ProcessingOrder::Partition,
+        "key" => ProcessingOrder::Key,
+        "none" => ProcessingOrder::Unordered,
+        other => {
+            let lower = other.to_ascii_lowercase();
+            let hint = match lower.as_str() {
+                "partition" | "key" | "none" => format!("; write \"{lower}\" (lowercase)"),
+                "unordered" | "any" => "; for no order write \"none\"".to_string(),
+                "partitions" | "ordered" => "; write \"partition\"".to_string(),
+                "keys" | "keyed" => "; write \"key\"".to_string(),
+                _ => String::new(),
+            };
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("unknown ordering {other:?}; expected {NAMES}{hint}"),
+            ));
+        }
+    };
+    Ok((ordering, lit.clone()))
+}
+
+/// An integer literal from 1 to [`MAX_IN_FLIGHT_LIMIT`], with its literal
+/// for later errors.
+fn parse_max_in_flight(value: &Expr) -> syn::Result<(u64, LitInt)> {
+    const NEGATIVE: &str = "`max_in_flight` cannot be negative: it is the most records of this \
+                            handler running at once, e.g. `max_in_flight = 64`";
+    match value {
+        // syn reads `-1` as one literal (spanned on the `-` alone).
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) if lit.base10_digits().starts_with('-') => Err(syn::Error::new(lit.span(), NEGATIVE)),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_), ..
+        }) => Err(syn::Error::new_spanned(value, NEGATIVE)),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => match lit.base10_parse::<u64>() {
+            Ok(0) => Err(syn::Error::new(
+                lit.span(),
+                "`max_in_flight` must be at least 1: with 0 no record would ever start; give \
+                 the most records of this handler that may run at once, e.g. `max_in_flight = 64`",
+            )),
+            Ok(max) if max <= MAX_IN_FLIGHT_LIMIT => Ok((max, lit.clone())),
+            _ => Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "`max_in_flight` is at most {MAX_IN_FLIGHT_LIMIT}, not {}",
+                    lit.base10_digits()
+                ),
+            )),
+        },
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) if lit.value().parse::<u64>().is_ok() => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`max_in_flight` expects an integer, not a string: write `max_in_flight = {}`",
+                lit.value()
+            ),
+        )),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!(
+                "`max_in_flight` expects an integer literal from 1 to {MAX_IN_FLIGHT_LIMIT}, \
+                 e.g. `max_in_flight = 64`"
+            ),
         )),
     }
 }
@@ -642,6 +809,129 @@ mod tests {
         // Both bounds are reported.
         let both = parse_backoff(&syn::parse_quote!("1x..2y")).unwrap_err();
         assert_eq!(both.into_iter().count(), 2);
+    }
+
+    fn ordering(value: Expr) -> Result<ProcessingOrder, String> {
+        parse_ordering(&value)
+            .map(|(ordering, _)| ordering)
+            .map_err(|err| err.to_string())
+    }
+
+    fn max_in_flight(value: Expr) -> Result<u64, String> {
+        parse_max_in_flight(&value)
+            .map(|(max, _)| max)
+            .map_err(|err| err.to_string())
+    }
+
+    /// The errors of checking `args` on `fn handle(batch: Batch<&[u8]>)`.
+    fn check_errors(args: proc_macro2::TokenStream) -> Vec<String> {
+        let sig: Signature = syn::parse_quote!(fn handle(batch: Batch<&[u8]>));
+        let args: RawArgs = syn::parse2(args).expect("arguments parse");
+        match args.check(&sig) {
+            Ok(_) => Vec::new(),
+            Err(err) => err.into_iter().map(|err| err.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn ordering_values() {
+        assert_eq!(
+            ordering(syn::parse_quote!("partition")),
+            Ok(ProcessingOrder::Partition)
+        );
+        assert_eq!(ordering(syn::parse_quote!("key")), Ok(ProcessingOrder::Key));
+        assert_eq!(
+            ordering(syn::parse_quote!("none")),
+            Ok(ProcessingOrder::Unordered)
+        );
+        let err = ordering(syn::parse_quote!("random")).unwrap_err();
+        assert!(err.starts_with("unknown ordering \"random\"; expected \"partition\""));
+        assert!(err.contains("\"key\"") && err.contains("\"none\""));
+        assert!(ordering(syn::parse_quote!("Key"))
+            .unwrap_err()
+            .ends_with("write \"key\" (lowercase)"));
+        assert!(ordering(syn::parse_quote!("unordered"))
+            .unwrap_err()
+            .ends_with("write \"none\""));
+        assert!(ordering(syn::parse_quote!(key))
+            .unwrap_err()
+            .contains("write `ordering = \"key\"`"));
+        assert!(ordering(syn::parse_quote!(1))
+            .unwrap_err()
+            .starts_with("`ordering` expects a string literal"));
+    }
+
+    #[test]
+    fn max_in_flight_values() {
+        assert_eq!(max_in_flight(syn::parse_quote!(1)), Ok(1));
+        assert_eq!(
+            max_in_flight(syn::parse_quote!(1_000_000)),
+            Ok(MAX_IN_FLIGHT_LIMIT)
+        );
+        assert!(max_in_flight(syn::parse_quote!(0))
+            .unwrap_err()
+            .contains("must be at least 1"));
+        assert!(max_in_flight(syn::parse_quote!(1_000_001))
+            .unwrap_err()
+            .contains("at most 1000000, not 1000001"));
+        assert!(max_in_flight(syn::parse_quote!(99999999999999999999999))
+            .unwrap_err()
+            .contains("at most 1000000"));
+        assert!(max_in_flight(syn::parse_quote!(-1))
+            .unwrap_err()
+            .contains("cannot be negative"));
+        assert!(max_in_flight(syn::parse_quote!(-(1)))
+            .unwrap_err()
+            .contains("cannot be negative"));
+        assert!(max_in_flight(syn::parse_quote!("16"))
+            .unwrap_err()
+            .contains("write `max_in_flight = 16`"));
+        assert!(max_in_flight(syn::parse_quote!(6.4))
+            .unwrap_err()
+            .contains("expects an integer literal from 1 to 1000000"));
+    }
+
+    #[test]
+    fn batch_ordering_and_max_in_flight() {
+        let base = quote::quote!(topics = ["a"], group = "g");
+        assert!(
+            check_errors(quote::quote!(#base, batch, ordering = "none", max_in_flight = 500))
+                .is_empty()
+        );
+        assert!(check_errors(
+            quote::quote!(#base, batch(max_records = 10), ordering = "partition", max_in_flight = 10)
+        )
+        .is_empty());
+
+        let errors = check_errors(quote::quote!(#base, batch, ordering = "key"));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("a batch holds records of many keys"));
+        // Still a batch handler when its options are wrong.
+        let errors = check_errors(quote::quote!(#base, batch(max_records = 0), ordering = "key"));
+        assert_eq!(errors.len(), 2);
+
+        let errors = check_errors(quote::quote!(#base, batch, max_in_flight = 499));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("below this batch handler's `max_records` (500, the default)"));
+        let errors =
+            check_errors(quote::quote!(#base, batch(max_records = 20), max_in_flight = 10));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("`max_records` (20)"));
+        assert!(errors[0].contains("write `max_in_flight = 20` or more"));
+    }
+
+    #[test]
+    fn ordering_and_max_in_flight_on_one_record() {
+        let sig: Signature = syn::parse_quote!(async fn handle(payload: &[u8]));
+        let args: RawArgs = syn::parse_quote!(
+            topics = ["a"],
+            group = "g",
+            ordering = "key",
+            max_in_flight = 1
+        );
+        let args = args.check(&sig).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(args.ordering, Some(ProcessingOrder::Key));
+        assert_eq!(args.max_in_flight, Some(1));
     }
 
     #[test]

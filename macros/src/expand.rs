@@ -5,7 +5,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Item, ItemFn, Pat};
 
-use crate::args::{Backoff, Errors, HandlerArgs, RawArgs};
+use crate::args::{Backoff, Errors, HandlerArgs, ProcessingOrder, RawArgs};
 
 /// Expands the attribute. On any error the user's function is still emitted
 /// unchanged beside the errors, so the rest of the crate keeps compiling and
@@ -278,6 +278,18 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
             None => quote!(#private::BatchOptions::DEFAULT_MAX_WAIT),
         };
         options.push(quote!(.with_batch(#private::BatchOptions::new(#max_records, #max_wait))));
+    }
+    if let Some(ordering) = args.ordering {
+        let variant = match ordering {
+            ProcessingOrder::Partition => quote!(Partition),
+            ProcessingOrder::Key => quote!(Key),
+            ProcessingOrder::Unordered => quote!(Unordered),
+        };
+        options.push(quote!(.with_ordering(#private::ProcessingOrder::#variant)));
+    }
+    if let Some(max_in_flight) = args.max_in_flight {
+        let max_in_flight = proc_macro2::Literal::u64_unsuffixed(max_in_flight);
+        options.push(quote!(.with_max_in_flight(#max_in_flight)));
     }
     if let Some(record_key) = args.record_key {
         options.push(quote!(.with_record_key(#record_key)));

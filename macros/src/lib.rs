@@ -47,6 +47,16 @@ use proc_macro::TokenStream;
 ///   cancelled and counted as a transient failure (then retried like any
 ///   other). `async fn` only: a synchronous function cannot be cancelled.
 ///   Default none: no limit.
+/// - `ordering = "partition"`: which of the handler's records may run
+///   beside each other. `"partition"` (the default): one record in flight
+///   per partition, partitions in parallel. `"key"`: one per key within a
+///   partition (records without a key share one lane per partition); not
+///   on a batch handler, whose batches hold records of many keys. `"none"`:
+///   any beside any, for idempotent work.
+/// - `max_in_flight = 64`: the most records of this handler running at once
+///   in this process, 1 to 1,000,000. Default `64`; for a batch handler
+///   8 × `max_records`, and a batch counts its records, so it must not be
+///   below `max_records`.
 /// - `record_key = false`: don't record the record key on the span (keys
 ///   can carry personal data). Default `true`.
 /// - `crate = "path"`: where the `kafka_handler` crate is, when it is
