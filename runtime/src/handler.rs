@@ -186,8 +186,12 @@ pub struct Handler {
 impl Handler {
     /// A handler around a synchronous function of the record.
     ///
-    /// Synchronous handlers run on the consumer's task: keep them short or
-    /// move heavy work to `tokio::task::spawn_blocking`.
+    /// In a consumer, synchronous handlers run on Tokio's blocking pool, each
+    /// call on a copy of its record: they may block (a database driver, a
+    /// blocking HTTP client) without stalling the async workers, and run in
+    /// parallel as far as their [`ProcessingOrder`] and `max_in_flight`
+    /// allow. Handlers that only compute and return are cheaper as an
+    /// `async fn`, which runs on the group's own task without a hand-off.
     pub fn sync<F>(
         name: impl Into<Cow<'static, str>>,
         topics: impl IntoIterator<Item = impl Into<String>>,

@@ -56,6 +56,7 @@ pub struct ConsumerBuilder {
     dead_letter_properties: Vec<(String, String)>,
     commit_interval: Duration,
     shutdown_timeout: Duration,
+    max_in_flight: Option<usize>,
     tracer_provider: Option<SdkTracerProvider>,
     producer: Option<TracedProducer>,
 }
@@ -70,6 +71,7 @@ impl Default for ConsumerBuilder {
             dead_letter_properties: Vec::new(),
             commit_interval: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
+            max_in_flight: None,
             tracer_provider: None,
             producer: None,
         }
@@ -138,6 +140,15 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Sets every handler's `max_in_flight` (the most records of one handler
+    /// running at once), overriding what each declares: for sizing a
+    /// deployment without a rebuild. `build()` checks it like a handler's
+    /// own.
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = Some(max_in_flight);
+        self
+    }
+
     /// The producer handlers get when they take a `&TracedProducer`
     /// argument. Default: one per group, created on first use from the
     /// consumer's connection properties (`bootstrap.servers`, `client.id`,
@@ -173,6 +184,10 @@ impl ConsumerBuilder {
 
         let mut groups: Vec<GroupHandlers> = Vec::new();
         for handler in self.handlers {
+            let handler = match self.max_in_flight {
+                Some(max) => handler.with_max_in_flight(max),
+                None => handler,
+            };
             let group = self
                 .group
                 .clone()
