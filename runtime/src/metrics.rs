@@ -19,9 +19,7 @@ use crate::lock;
 
 /// How long each handler attempt took, in seconds: one measurement per
 /// attempt at a record, and one per delivery of a batch. Failed attempts
-/// carry `error.type`. A record's first attempt is timed from the poll
-/// loop's turn that took the record up (its poll included, well under the
-/// smallest bucket), which saves a clock read per record.
+/// carry `error.type`.
 pub const PROCESS_DURATION: &str = "messaging.process.duration";
 /// Records delivered to the application (retries are not counted again).
 pub const CONSUMED: &str = "messaging.client.consumed.messages";
@@ -36,10 +34,16 @@ pub const CONSUMER_LAG: &str = "kafka_handler.consumer.lag";
 /// Records copied to a dead-letter topic (and then committed).
 pub const DEAD_LETTERED: &str = "kafka_handler.dead_letter.messages";
 /// Failed attempts to send a dead-letter copy; the record stays uncommitted
-/// and its partition paused until one succeeds.
+/// and its lane waits until one succeeds.
 pub const DEAD_LETTER_SEND_FAILURES: &str = "kafka_handler.dead_letter.send_failures";
 /// Attempts after a record's first.
 pub const RETRIES: &str = "kafka_handler.retries";
+/// Records of an assigned partition the consumer holds: taken from the
+/// partition and not committable yet (waiting for their lane, in flight, or
+/// ended above a record that has not). A partition is paused when it holds
+/// a full window (at least 1,024 records, and twice the handler's
+/// `max_in_flight`), so this stays bounded whatever the backlog.
+pub const HELD: &str = "kafka_handler.consumer.held";
 
 /// The bucket boundaries of [`PROCESS_DURATION`], in seconds: the semantic
 /// conventions' recommendation for messaging durations.
@@ -116,6 +120,39 @@ impl Metrics {
                 let Some(lags) = lags.upgrade() else { return };
                 for lag in lock(&lags).iter().filter(|lag| lag.lag >= 0) {
                     observer.observe(lag.lag, &lag.attributes);
+                }
+            })
+            .build();
+    }
+
+    /// Observes what `held` returns (each partition's group, topic,
+    /// partition and records held) in [`HELD`], until it returns `None`
+    /// (the consumer stopped).
+    pub(crate) fn observe_held(
+        held: impl Fn() -> Option<Vec<(Arc<str>, i32, usize)>> + Send + Sync + 'static,
+        group: Arc<str>,
+    ) {
+        meter()
+            .i64_observable_gauge(HELD)
+            .with_unit("{message}")
+            .with_description(
+                "Records of an assigned partition taken and not committable yet: waiting, \
+                 in flight, or ended above one that has not",
+            )
+            .with_callback(move |observer| {
+                let Some(held) = held() else { return };
+                for (topic, partition, records) in held {
+                    observer.observe(
+                        i64::try_from(records).unwrap_or(i64::MAX),
+                        &[
+                            KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, group.clone()),
+                            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, topic),
+                            KeyValue::new(
+                                semconv::MESSAGING_DESTINATION_PARTITION_ID,
+                                partition.to_string(),
+                            ),
+                        ],
+                    );
                 }
             })
             .build();

@@ -153,6 +153,15 @@ impl Group {
         let lags = Arc::new(Mutex::new(Vec::new()));
         Metrics::observe_lag(Arc::downgrade(&lags));
         let offsets = Arc::new(Mutex::new(Offsets::default()));
+        let held = Arc::downgrade(&offsets);
+        Metrics::observe_held(
+            move || {
+                let offsets = held.upgrade()?;
+                let held = crate::lock(&offsets).held();
+                Some(held)
+            },
+            group.clone(),
+        );
         let context = GroupContext::new(
             self.group.clone(),
             offsets.clone(),

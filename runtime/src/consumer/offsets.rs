@@ -166,6 +166,13 @@ impl Offsets {
             .map_or(0, |entry| entry.window.len())
     }
 
+    /// Each assigned partition, and how many of its records are held.
+    pub(crate) fn held(&self) -> Vec<(Arc<str>, i32, usize)> {
+        self.assigned()
+            .map(|entry| (entry.topic.clone(), entry.partition, entry.window.len()))
+            .collect()
+    }
+
     fn assigned(&self) -> impl Iterator<Item = &PartitionOffsets> {
         self.slots.iter().flatten()
     }
