@@ -47,6 +47,10 @@ pub(crate) struct Offsets {
     generation: u32,
     /// The slot of the last lookup: records arrive in runs of one partition.
     last: usize,
+    /// Watermarks of revoked partitions whose commit on revoke failed (the
+    /// broker refuses commits while the group rebalances): committed once
+    /// the rebalance has settled, unless the partition comes back first.
+    orphans: Vec<(Arc<str>, i32, i64)>,
 }
 
 #[derive(Debug)]
@@ -91,6 +95,10 @@ impl Offsets {
                 self.slots.len() - 1
             }
         };
+        // Back before its watermark could be committed: it is taken up again
+        // from the committed offset, and the new watermark supersedes it.
+        self.orphans
+            .retain(|(t, p, _)| !(*p == partition && **t == *topic));
         self.generation = self.generation.wrapping_add(1);
         let id = PartitionId {
             slot: index as u32,
@@ -182,7 +190,7 @@ impl Offsets {
         let mut list = TopicPartitionList::new();
         for entry in self.slots.iter_mut().flatten() {
             if entry.next > entry.sent {
-                add(&mut list, entry);
+                add(&mut list, &entry.topic, entry.partition, entry.next);
                 entry.sent = entry.next;
             }
         }
@@ -200,7 +208,25 @@ impl Offsets {
             .assigned()
             .filter(|p| p.next > p.confirmed && filter(&p.topic, p.partition))
         {
-            add(&mut list, entry);
+            add(&mut list, &entry.topic, entry.partition, entry.next);
+        }
+        (list.count() > 0).then_some(list)
+    }
+
+    /// Whether watermarks of revoked partitions wait for the rebalance to
+    /// settle.
+    pub(crate) fn has_orphans(&self) -> bool {
+        !self.orphans.is_empty()
+    }
+
+    /// Takes the watermarks of revoked partitions whose commit on revoke
+    /// failed, for one more try once the rebalance has settled. Never kept
+    /// longer: the partitions' new owners commit from then on, and a late
+    /// commit of ours would move their offsets back.
+    pub(crate) fn take_orphans(&mut self) -> Option<TopicPartitionList> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, next) in self.orphans.drain(..) {
+            add(&mut list, &topic, partition, next);
         }
         (list.count() > 0).then_some(list)
     }
@@ -223,8 +249,14 @@ impl Offsets {
         }
     }
 
-    /// Forgets the partitions this member no longer owns; their ids.
-    pub(crate) fn forget(&mut self, revoked: &TopicPartitionList) -> Vec<PartitionId> {
+    /// Forgets the partitions this member no longer owns; their ids. When
+    /// `committed` is false (the commit on revoke failed), their watermarks
+    /// are kept as orphans, to be committed once the rebalance settles.
+    pub(crate) fn forget(
+        &mut self,
+        revoked: &TopicPartitionList,
+        committed: bool,
+    ) -> Vec<PartitionId> {
         let mut forgotten = Vec::new();
         for slot in &mut self.slots {
             if slot.as_ref().is_some_and(|entry| {
@@ -234,6 +266,10 @@ impl Offsets {
             }) {
                 if let Some(entry) = slot.take() {
                     forgotten.push(entry.id);
+                    if !committed && entry.next > entry.confirmed {
+                        self.orphans
+                            .push((entry.topic, entry.partition, entry.next));
+                    }
                 }
             }
         }
@@ -241,9 +277,9 @@ impl Offsets {
     }
 }
 
-fn add(list: &mut TopicPartitionList, entry: &PartitionOffsets) {
-    // Adding a partition we just created cannot fail.
-    let _ = list.add_partition_offset(&entry.topic, entry.partition, Offset::Offset(entry.next));
+fn add(list: &mut TopicPartitionList, topic: &str, partition: i32, next: i64) {
+    // Adding a partition to a list we build cannot fail.
+    let _ = list.add_partition_offset(topic, partition, Offset::Offset(next));
 }
 
 /// Commits `list` synchronously and, on success, marks it confirmed.
@@ -363,13 +399,37 @@ mod tests {
     }
 
     #[test]
+    fn a_watermark_whose_commit_on_revoke_failed_is_committed_later() {
+        let mut offsets = Offsets::default();
+        let p = offsets.partition("t", 0);
+        let seq = offsets.taken(p, 7);
+        offsets.ended(p, seq, 1);
+        let mut revoked = TopicPartitionList::new();
+        revoked.add_partition("t", 0);
+        offsets.forget(&revoked, false);
+        let orphans = offsets.take_orphans().expect("kept");
+        assert_eq!(orphans.elements()[0].offset(), Offset::Offset(8));
+        assert!(offsets.take_orphans().is_none(), "tried once only");
+        // Coming back before the commit was tried supersedes it.
+        let p = offsets.partition("t", 0);
+        let seq = offsets.taken(p, 8);
+        offsets.ended(p, seq, 1);
+        offsets.forget(&revoked, false);
+        offsets.partition("t", 0);
+        assert!(
+            offsets.take_orphans().is_none(),
+            "superseded by the new assignment"
+        );
+    }
+
+    #[test]
     fn a_revoked_partition_ignores_what_ends_late_and_a_new_assignment_starts_clean() {
         let mut offsets = Offsets::default();
         let old = offsets.partition("t", 0);
         let seq = offsets.taken(old, 0);
         let mut revoked = TopicPartitionList::new();
         revoked.add_partition("t", 0);
-        assert_eq!(offsets.forget(&revoked), [old]);
+        assert_eq!(offsets.forget(&revoked, true), [old]);
         let new = offsets.partition("t", 0);
         assert_ne!(old, new, "a new assignment is a new id");
         offsets.ended(old, seq, 1);

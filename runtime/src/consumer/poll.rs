@@ -516,13 +516,36 @@ impl<'s> Loop<'s> {
     async fn commit_final(&mut self) -> Result<(), Error> {
         let deadline = Instant::now() + FINAL_COMMIT_RETRY;
         loop {
-            let err = match self.group.commit_unconfirmed() {
-                Ok(()) => return Ok(()),
-                Err(err) => err,
+            let refused = match self.group.commit_unconfirmed() {
+                // Done, unless a revoke served meanwhile left watermarks to
+                // commit once its rebalance settles.
+                Ok(()) if !lock(&self.group.offsets).has_orphans() => return Ok(()),
+                Ok(()) => None,
+                Err(err) => Some(err),
             };
-            let retry = err.rdkafka_error_code() == Some(RDKafkaErrorCode::RebalanceInProgress);
-            if !retry || Instant::now() >= deadline {
-                return Err(self.group.final_commit_failed(err));
+            if Instant::now() >= deadline {
+                return match refused {
+                    Some(err) => Err(self.group.final_commit_failed(err)),
+                    None => {
+                        tracing::warn!(target: "kafka_handler", group = %self.group.group.group, "the rebalance in progress did not settle in time to commit the offsets of the partitions it revoked; their new owners handle those records again");
+                        Ok(())
+                    }
+                };
+            }
+            if let Some(err) = refused {
+                // Refused while the group rebalances, or by a member between
+                // two generations of it: anything else is final.
+                let retry = matches!(
+                    err.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::RebalanceInProgress
+                            | RDKafkaErrorCode::IllegalGeneration
+                            | RDKafkaErrorCode::UnknownMemberId
+                    )
+                );
+                if !retry {
+                    return Err(self.group.final_commit_failed(err));
+                }
             }
             tracing::debug!(target: "kafka_handler", group = %self.group.group.group, "final commit waits for the rebalance in progress");
             let until = (Instant::now() + Duration::from_millis(100)).min(deadline);

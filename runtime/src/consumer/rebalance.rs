@@ -143,24 +143,26 @@ impl ConsumerContext for GroupContext {
         // abandons them right after this poll.
         let pending = lock(&self.offsets)
             .unconfirmed(|topic, partition| revoked.find_partition(topic, partition).is_some());
-        if let Some(list) = pending {
-            match offsets::commit_sync(consumer, &self.offsets, &list) {
+        let committed = match pending {
+            None => true,
+            Some(list) => match offsets::commit_sync(consumer, &self.offsets, &list) {
                 Ok(()) => {
                     self.health.commits_succeeded();
-                    tracing::debug!(target: "kafka_handler", group = %self.group, "offsets committed on revoke")
+                    tracing::debug!(target: "kafka_handler", group = %self.group, "offsets committed on revoke");
+                    true
                 }
                 Err(err) => {
-                    self.health.commit_failed(&err);
-                    tracing::warn!(
+                    tracing::debug!(
                         target: "kafka_handler",
                         group = %self.group,
                         error = %err,
-                        "commit on revoke failed; the new owner will handle those records again"
-                    )
+                        "commit on revoke refused; committing once the rebalance settles"
+                    );
+                    false
                 }
-            }
-        }
-        let forgotten = lock(&self.offsets).forget(revoked);
+            },
+        };
+        let forgotten = lock(&self.offsets).forget(revoked, committed);
         if !forgotten.is_empty() {
             lock(&self.revoked).extend(forgotten);
             self.any_revoked.store(true, Ordering::Release);
@@ -168,6 +170,29 @@ impl ConsumerContext for GroupContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The rebalance has settled: the broker takes the commits it refused
+        // on revoke. A partition that came back already dropped its orphan.
+        if matches!(rebalance, Rebalance::Assign(_)) {
+            let orphans = lock(&self.offsets).take_orphans();
+            if let Some(list) = orphans {
+                match offsets::commit_sync(consumer, &self.offsets, &list) {
+                    Ok(()) => {
+                        self.health.commits_succeeded();
+                        tracing::debug!(target: "kafka_handler", group = %self.group, "offsets of revoked partitions committed after the rebalance");
+                    }
+                    Err(err) => {
+                        self.health.commit_failed(&err);
+                        tracing::warn!(
+                            target: "kafka_handler",
+                            group = %self.group,
+                            error = %err,
+                            "committing the offsets of revoked partitions failed; their new \
+                             owner will handle those records again"
+                        );
+                    }
+                }
+            }
+        }
         // librdkafka keeps a partition's pause flag across a revoke and a
         // later assign; one revoked while paused must not come back paused.
         if let Rebalance::Assign(assigned) = rebalance {
