@@ -167,6 +167,15 @@ impl std::error::Error for Error {
     }
 }
 
+/// A short, stable `error.type` for a failed send: the librdkafka error
+/// code's name (`MessageTimedOut`, `TopicAuthorizationFailed`, ...).
+pub(crate) fn error_type(err: &KafkaError) -> String {
+    match err.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => "kafka".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,14 +213,5 @@ mod tests {
             error.to_string().contains("fatal error (fenced)"),
             "{error}"
         );
-    }
-}
-
-/// A short, stable `error.type` for a failed send: the librdkafka error
-/// code's name (`MessageTimedOut`, `TopicAuthorizationFailed`, ...).
-pub(crate) fn error_type(err: &KafkaError) -> String {
-    match err.rdkafka_error_code() {
-        Some(code) => format!("{code:?}"),
-        None => "kafka".to_owned(),
     }
 }
