@@ -2,6 +2,7 @@
 //! trace: one attempt, with its `process {topic}` span.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,9 +42,53 @@ struct Inner {
     /// Set by a running consumer; a processor driven on its own records no
     /// metrics.
     metrics: Option<ProcessMetrics>,
-    /// Whether a synchronous handler runs on Tokio's blocking pool (in a
-    /// consumer) rather than where the attempt is awaited (driven directly).
-    blocking_pool: bool,
+    /// Where a synchronous handler's calls run in a consumer; `None` for an
+    /// async handler, or a processor driven directly.
+    placement: Option<Placement>,
+}
+
+/// Where a consumer runs a synchronous handler's calls: on the group's task
+/// while they return quickly, on Tokio's blocking pool once they do not.
+///
+/// A call that returns within [`INLINE_LIMIT`] costs nothing to run in
+/// place, and handing it to another thread would cost more than the call.
+/// A handler whose calls block (a database driver, a blocking HTTP client)
+/// would stall the group's task and everything in flight on it: after
+/// [`SLOW_CALLS`] calls over the limit, the handler's calls move to the
+/// blocking pool for the rest of the run, each on a copy of its record,
+/// where they run in parallel as far as the handler's ordering and
+/// `max_in_flight` allow.
+#[derive(Debug, Default)]
+struct Placement {
+    slow_calls: AtomicU32,
+    on_blocking_pool: AtomicBool,
+}
+
+/// The longest a synchronous handler's call may take on the group's task
+/// without counting as slow.
+const INLINE_LIMIT: Duration = Duration::from_millis(1);
+
+/// How many slow calls move a synchronous handler to the blocking pool: a
+/// single one may be the thread being descheduled, not the handler.
+const SLOW_CALLS: u32 = 3;
+
+impl Placement {
+    /// Counts a call that took `elapsed` on the group's task.
+    fn ran_inline(&self, elapsed: Duration, handler: &str) {
+        if elapsed <= INLINE_LIMIT {
+            return;
+        }
+        let slow = self.slow_calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if slow >= SLOW_CALLS && !self.on_blocking_pool.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                target: "kafka_handler",
+                handler,
+                last_call = ?elapsed,
+                "synchronous handler blocks ({SLOW_CALLS} calls over {INLINE_LIMIT:?}); its \
+                 calls now run on the blocking pool, in parallel"
+            );
+        }
+    }
 }
 
 impl Processor {
@@ -69,13 +114,15 @@ impl Processor {
             record_key: handler.options().record_key,
             topics: TopicNames::for_topics(handler.topics()),
         };
-        let blocking_pool = metrics.is_some();
+        // Only in a consumer (which always measures): a processor driven
+        // directly runs its handler where it is awaited.
+        let placement = (metrics.is_some() && !handler.is_async()).then(Placement::default);
         Self {
             inner: Arc::new(Inner {
                 handler,
                 scope,
                 metrics,
-                blocking_pool,
+                placement,
             }),
         }
     }
@@ -121,19 +168,28 @@ impl Processor {
             .map_err(|failure| failure.error)
     }
 
-    /// Whether the handler's code runs on Tokio's blocking pool: a
-    /// synchronous function in a consumer. It may block without stalling
-    /// the async workers, and synchronous handlers of one consumer run in
-    /// parallel like async ones.
+    /// Whether the handler's calls run on Tokio's blocking pool (see
+    /// [`Placement`]).
     fn on_blocking_pool(&self) -> bool {
-        self.inner.blocking_pool && !self.inner.handler.is_async()
+        self.inner
+            .placement
+            .as_ref()
+            .is_some_and(|placement| placement.on_blocking_pool.load(Ordering::Relaxed))
+    }
+
+    /// Notes how long a call took where it ran.
+    fn ran(&self, elapsed: Duration, on_blocking_pool: bool) {
+        if let (Some(placement), false) = (&self.inner.placement, on_blocking_pool) {
+            placement.ran_inline(elapsed, self.handler().name());
+        }
     }
 
     /// Attempt number `attempt` (1-based) at `record`, measured when
     /// metrics are on.
     pub(crate) async fn attempt(&self, record: &Record<'_>, attempt: u32) -> Result<(), Failure> {
         let started = self.inner.metrics.is_some().then(Instant::now);
-        let outcome = if self.on_blocking_pool() {
+        let on_blocking_pool = self.on_blocking_pool();
+        let outcome = if on_blocking_pool {
             let (this, owned) = (self.clone(), record.to_owned_record());
             let runtime = tokio::runtime::Handle::current();
             let run = move || runtime.block_on(this.run_attempt(&owned.record(), attempt));
@@ -144,9 +200,11 @@ impl Processor {
             self.run_attempt(record, attempt).await
         };
         if let Some(started) = started {
+            let elapsed = started.elapsed();
+            self.ran(elapsed, on_blocking_pool);
             // A retried record was delivered before: counted once.
             self.measure(
-                started.elapsed(),
+                elapsed,
                 record.topic(),
                 record.partition(),
                 usize::from(attempt == 1),
@@ -190,7 +248,12 @@ impl Processor {
     /// recorded on a span in its own trace.
     pub(crate) async fn deliver(&self, records: &[Record<'_>]) -> Vec<(usize, Failure)> {
         if !self.on_blocking_pool() {
-            return self.deliver_here(records).await;
+            let started = self.inner.placement.is_some().then(Instant::now);
+            let failures = self.deliver_here(records).await;
+            if let Some(started) = started {
+                self.ran(started.elapsed(), false);
+            }
+            return failures;
         }
         let owned: Vec<OwnedRecord> = records.iter().map(Record::to_owned_record).collect();
         let this = self.clone();

@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
@@ -13,6 +13,7 @@ use common::{
 use kafka_handler::testing::{EmbeddedBroker, TestRecord};
 use kafka_handler::{Backoff, Handler, HandlerError, Outcome, Record};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use tokio::sync::Notify;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -101,19 +102,19 @@ async fn a_handler_stuck_past_max_poll_interval_fails_liveness_while_the_group_k
     telemetry(Mode::OtelOnly);
     let broker = EmbeddedBroker::mock().unwrap();
     let (topic, group) = new_topic(&broker, "stall", 1).await;
-    // The handler blocks until the test lets it go (bounded, so a
-    // failing test does not hang).
-    let (release, released) = mpsc::channel::<()>();
-    let released = Mutex::new(released);
+    // The handler waits until the test lets it go (bounded, so a failing
+    // test does not hang).
+    let release = Arc::new(Notify::new());
+    let released = release.clone();
     let blocked = Arc::new(AtomicBool::new(false));
     let entered = blocked.clone();
-    let handler = Handler::sync("tests::stall", [&topic], &group, move |_: &Record<'_>| {
-        entered.store(true, Ordering::SeqCst);
-        let _ = released
-            .lock()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(60));
-        Ok(())
+    let handler = Handler::asynchronous("tests::stall", [&topic], &group, move |_| {
+        let (released, entered) = (released.clone(), entered.clone());
+        Box::pin(async move {
+            entered.store(true, Ordering::SeqCst);
+            let _ = tokio::time::timeout(Duration::from_secs(60), released.notified()).await;
+            Ok(())
+        })
     });
     let (shutdown, running, health) = start_consumer_with_health(&broker, vec![handler], |b| {
         // librdkafka wants it at least `session.timeout.ms` (1500 in tests).
@@ -142,15 +143,15 @@ async fn a_handler_stuck_past_max_poll_interval_fails_liveness_while_the_group_k
         report.ends_with(" (max.poll.interval.ms=1500): its handler may be stuck\n"),
         "{report}"
     );
-    // The stuck handler runs on the blocking pool: the loop keeps polling,
-    // so the member keeps its partition.
+    // The loop keeps polling beside the stuck handler, so the member keeps
+    // its partition.
     assert!(
         health.readiness().is_healthy(),
         "still a member with its partition: {}",
         health.readiness().report()
     );
 
-    release.send(()).unwrap();
+    release.notify_one();
     wait_until(WAIT, "live again once the handler returns", || {
         health.liveness().is_healthy()
     })
