@@ -746,6 +746,125 @@ async fn list_prints_every_handler_and_only_selects() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_ordering_and_max_in_flight_and_the_override() {
+    let (child, status) =
+        ChildProcess::run("orders_consumer --list", orders_consumer(&["--list"]), EXIT).await;
+    assert_eq!(status.code(), Some(0), "{}", child.dump());
+    let listed = child.stdout();
+    let defaults = blocks(&listed);
+    for name in ["bill", "audit", "review", "mail"] {
+        assert!(
+            defaults[name].contains("  ordering partition, max_in_flight 64\n"),
+            "{name}: a handler of one record, ordered by partition, 64 in flight:\n{listed}"
+        );
+    }
+    // A batch handler's default is 8 full batches.
+    let max_records: usize = defaults["pack"]
+        .split("up to ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("pack lists no batch size:\n{listed}"));
+    assert!(
+        defaults["pack"].contains(&format!(
+            "  ordering partition, max_in_flight {}\n",
+            8 * max_records
+        )),
+        "pack's default is 8 x {max_records}:\n{listed}"
+    );
+
+    let mut from_env = orders_consumer(&["--list"]);
+    from_env.env("KAFKA_HANDLER_MAX_IN_FLIGHT", "7");
+    let mut both = orders_consumer(&["--list", "--max-in-flight", "9"]);
+    both.env("KAFKA_HANDLER_MAX_IN_FLIGHT", "7");
+    for (name, command, expected) in [
+        (
+            "orders_consumer --list --max-in-flight 7",
+            orders_consumer(&["--list", "--max-in-flight", "7"]),
+            7,
+        ),
+        (
+            "KAFKA_HANDLER_MAX_IN_FLIGHT=7 orders_consumer --list",
+            from_env,
+            7,
+        ),
+        ("the flag over the variable", both, 9),
+    ] {
+        let (child, status) = ChildProcess::run(name, command, EXIT).await;
+        assert_eq!(status.code(), Some(0), "{}", child.dump());
+        let listed = child.stdout();
+        let overridden = blocks(&listed);
+        assert_eq!(overridden.len(), HANDLERS.len(), "{name}:\n{listed}");
+        for (handler, block) in &overridden {
+            assert!(
+                block.contains(&format!(", max_in_flight {expected}\n")),
+                "{name}: {handler} does not show {expected}:\n{listed}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_max_in_flight_is_a_configuration_error() {
+    let brokers = format!("127.0.0.1:{}", closed_port());
+    let range = format!(
+        "1 to {}",
+        kafka_handler::HandlerOptions::MAX_IN_FLIGHT_LIMIT
+    );
+    let with = |args: &[&str]| {
+        let mut command = orders_consumer(&["--brokers", &brokers]);
+        command.args(args);
+        command
+    };
+    fails_with(
+        with(&["--max-in-flight", "0"]),
+        2,
+        &["--max-in-flight", "no record", &range],
+    )
+    .await;
+    fails_with(
+        with(&["--max-in-flight", "many"]),
+        2,
+        &["--max-in-flight", "not a whole number", &range],
+    )
+    .await;
+    let above = (kafka_handler::HandlerOptions::MAX_IN_FLIGHT_LIMIT + 1).to_string();
+    fails_with(
+        with(&["--max-in-flight", &above]),
+        2,
+        &["--max-in-flight", "above the limit", &range],
+    )
+    .await;
+    let mut from_env = with(&[]);
+    from_env.env("KAFKA_HANDLER_MAX_IN_FLIGHT", "0");
+    fails_with(from_env, 2, &["--max-in-flight", &range]).await;
+    // Even where the handlers are only listed.
+    fails_with(
+        orders_consumer(&["--list", "--max-in-flight", "0"]),
+        2,
+        &["--max-in-flight"],
+    )
+    .await;
+
+    // Below the batch handler's max_records, full batches could never start.
+    let (child, status) = ChildProcess::run(
+        "orders_consumer --max-in-flight 7",
+        with(&["--max-in-flight", "7"]),
+        EXIT,
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "{}", child.dump());
+    let stderr = child.stderr();
+    for needle in ["--max-in-flight", "is 7", "`pack`", "at least 100"] {
+        assert!(
+            stderr.contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            child.dump()
+        );
+    }
+}
+
 /// `--list`'s blocks by handler name: a block starts at an unindented line.
 fn blocks(listed: &str) -> BTreeMap<String, String> {
     let mut blocks = BTreeMap::new();
@@ -1086,6 +1205,7 @@ async fn help_mentions_every_flag_and_its_environment_variable() {
         ("--metrics-addr", "KAFKA_HANDLER_METRICS_ADDR"),
         ("--shutdown-timeout", "KAFKA_HANDLER_SHUTDOWN_TIMEOUT"),
         ("--commit-interval", "KAFKA_HANDLER_COMMIT_INTERVAL"),
+        ("--max-in-flight", "KAFKA_HANDLER_MAX_IN_FLIGHT"),
         ("--log-format", "KAFKA_HANDLER_LOG_FORMAT"),
         ("--log", "RUST_LOG"),
     ];

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use crate::HandlerOptions;
+
 /// The `OTEL_*` variables, printed after the flags in `--help`.
 const OTEL_HELP: &str = "\
 OpenTelemetry (standard variables):
@@ -44,6 +46,7 @@ pub(crate) struct Cli {
     pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) commit_interval: Duration,
+    pub(crate) max_in_flight: Option<usize>,
     pub(crate) log_format: String,
     pub(crate) log: String,
 }
@@ -101,7 +104,7 @@ pub(crate) fn command(name: &str, version: &'static str, about: &'static str) ->
                 .long("list")
                 .env("KAFKA_HANDLER_LIST")
                 .action(ArgAction::SetTrue)
-                .help("Print every handler with its topics, group, retries, dead-letter topic and batching, then exit"),
+                .help("Print every handler with its topics, group, batching, ordering, max_in_flight, retries and dead-letter topic, then exit"),
         )
         .arg(
             Arg::new("check")
@@ -144,6 +147,14 @@ pub(crate) fn command(name: &str, version: &'static str, about: &'static str) ->
                 .default_value("5s")
                 .value_parser(parse_duration)
                 .help("How often handled offsets are committed"),
+        )
+        .arg(
+            Arg::new("max-in-flight")
+                .long("max-in-flight")
+                .env("KAFKA_HANDLER_MAX_IN_FLIGHT")
+                .value_name("N")
+                .value_parser(parse_max_in_flight)
+                .help("The most records of each handler running at once in this process; overrides every handler's max_in_flight"),
         )
         .arg(
             Arg::new("log-format")
@@ -192,6 +203,7 @@ impl Cli {
                 .get_one::<Duration>("commit-interval")
                 .copied()
                 .unwrap_or(Duration::from_secs(5)),
+            max_in_flight: matches.get_one::<usize>("max-in-flight").copied(),
             log_format: string("log-format").unwrap_or_else(|| "auto".into()),
             log: string("log").unwrap_or_else(|| "info".into()),
         }
@@ -210,6 +222,23 @@ fn parse_property(raw: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((key.to_owned(), value.to_owned()))
+}
+
+/// `--max-in-flight`: a whole number of records, from 1 to
+/// [`HandlerOptions::MAX_IN_FLIGHT_LIMIT`].
+fn parse_max_in_flight(raw: &str) -> Result<usize, String> {
+    let limit = HandlerOptions::MAX_IN_FLIGHT_LIMIT;
+    let raw = raw.trim();
+    let fix = format!("give a number of records from 1 to {limit}");
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{raw}` is not a whole number: {fix}"));
+    }
+    match raw.parse::<usize>() {
+        Ok(0) => Err(format!("`0` would let no record run: {fix}")),
+        Ok(max) if max <= limit => Ok(max),
+        // Past the limit, or past usize.
+        _ => Err(format!("`{raw}` is above the limit of {limit}: {fix}")),
+    }
 }
 
 /// A duration: a whole number with a unit, `ms`, `s`, `m` or `h` (`30s`,
@@ -281,7 +310,39 @@ mod tests {
         assert_eq!(cli.shutdown_timeout, Duration::from_millis(500));
         assert_eq!(cli.commit_interval, Duration::from_secs(5));
         assert_eq!(cli.health_addr, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(cli.max_in_flight, None);
         assert!(!cli.list && !cli.check);
+    }
+
+    #[test]
+    fn max_in_flight_is_a_number_within_the_limit() {
+        let limit = HandlerOptions::MAX_IN_FLIGHT_LIMIT;
+        let max = |args: &[&str]| parse(args).map(|cli| cli.max_in_flight);
+        assert_eq!(max(&["--max-in-flight", "7"]).unwrap(), Some(7));
+        assert_eq!(
+            max(&["--max-in-flight", &limit.to_string()]).unwrap(),
+            Some(limit)
+        );
+        for (raw, needle) in [
+            ("0".to_owned(), "no record".to_owned()),
+            (
+                (limit + 1).to_string(),
+                format!("above the limit of {limit}"),
+            ),
+            (
+                "99999999999999999999999".to_owned(),
+                "above the limit".to_owned(),
+            ),
+            ("many".to_owned(), "not a whole number".to_owned()),
+            ("-1".to_owned(), "not a whole number".to_owned()),
+        ] {
+            let error = max(&[&format!("--max-in-flight={raw}")])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("--max-in-flight"), "{error}");
+            assert!(error.contains(&needle), "{raw}: {error}");
+            assert!(error.contains(&format!("1 to {limit}")), "{error}");
+        }
     }
 
     #[test]
@@ -330,6 +391,8 @@ mod tests {
             "--metrics-addr",
             "--shutdown-timeout",
             "--commit-interval",
+            "--max-in-flight",
+            "KAFKA_HANDLER_MAX_IN_FLIGHT",
             "--log-format",
             "RUST_LOG",
             "OTEL_TRACES_EXPORTER",

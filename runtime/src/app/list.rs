@@ -1,12 +1,18 @@
-//! `--list`: every handler with its topics, group, failure path and batching.
+//! `--list`: every handler with its topics, group, batching, ordering,
+//! `max_in_flight` and failure path.
 
 use std::fmt::Write as _;
 
 use crate::Handler;
 
 /// One block per handler, in declaration order. `group` overrides the
-/// handlers' own groups (`--group`).
-pub(crate) fn render(handlers: &[Handler], group: Option<&str>) -> String {
+/// handlers' own groups (`--group`), `max_in_flight` their own
+/// `max_in_flight` (`--max-in-flight`).
+pub(crate) fn render(
+    handlers: &[Handler],
+    group: Option<&str>,
+    max_in_flight: Option<usize>,
+) -> String {
     let mut out = String::new();
     for handler in handlers {
         let options = handler.options();
@@ -28,6 +34,12 @@ pub(crate) fn render(handlers: &[Handler], group: Option<&str>) -> String {
                 batch.max_wait()
             );
         }
+        let _ = writeln!(
+            out,
+            "  ordering {}, max_in_flight {}",
+            options.ordering,
+            max_in_flight.unwrap_or_else(|| options.effective_max_in_flight())
+        );
         let then = match &options.dlq {
             Some(dlq) => format!("then dead-lettered to {dlq}"),
             None => "then held (no dead-letter topic)".to_owned(),
@@ -50,7 +62,7 @@ pub(crate) fn render(handlers: &[Handler], group: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BatchOptions, Outcome};
+    use crate::{BatchOptions, Outcome, ProcessingOrder};
     use std::time::Duration;
 
     #[test]
@@ -62,7 +74,7 @@ mod tests {
             Box::pin(async { Outcome::Ok(()) })
         })
         .with_batch(BatchOptions::new(100, Duration::from_millis(50)));
-        let listed = render(&[bill.clone(), pack], None);
+        let listed = render(&[bill.clone(), pack], None, None);
         let bill_block = listed.split("pack\n").next().unwrap();
         assert!(bill_block.starts_with("bill\n"), "{listed}");
         assert!(bill_block.contains("topics   orders\n"), "{listed}");
@@ -82,7 +94,47 @@ mod tests {
             "{listed}"
         );
 
-        let overridden = render(&[bill], Some("canary"));
+        let overridden = render(&[bill], Some("canary"), None);
         assert!(overridden.contains("group    canary\n"), "{overridden}");
+    }
+
+    #[test]
+    fn lists_ordering_and_max_in_flight_with_their_defaults_and_override() {
+        let audit = Handler::sync("audit", ["orders"], "audit", |_| Outcome::Ok(()));
+        let ship = Handler::sync("ship", ["orders"], "shipping", |_| Outcome::Ok(()))
+            .with_ordering(ProcessingOrder::Key)
+            .with_max_in_flight(5);
+        let pack = Handler::batch("pack", ["orders"], "warehouse", |_| {
+            Box::pin(async { Outcome::Ok(()) })
+        })
+        .with_batch(BatchOptions::new(100, Duration::from_millis(50)))
+        .with_ordering(ProcessingOrder::Unordered);
+        let handlers = [audit, ship, pack];
+        let listed = render(&handlers, None, None);
+        let lines: Vec<&str> = listed
+            .lines()
+            .filter(|line| line.starts_with("  ordering "))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "  ordering partition, max_in_flight 64",
+                "  ordering key, max_in_flight 5",
+                "  ordering none, max_in_flight 800",
+            ],
+            "{listed}"
+        );
+        // After the batch line, whose max_records the default multiplies.
+        assert!(
+            listed.contains("cut 50ms after the first\n  ordering none, max_in_flight 800\n"),
+            "{listed}"
+        );
+
+        let overridden = render(&handlers, None, Some(7));
+        assert_eq!(
+            overridden.matches(", max_in_flight 7\n").count(),
+            3,
+            "{overridden}"
+        );
     }
 }

@@ -136,7 +136,10 @@ pub fn run(handlers: Vec<Handler>, about: About) -> ExitCode {
 fn run_cli(cli: Cli, handlers: Vec<Handler>) -> Result<(), Exit> {
     let handlers = select(handlers, &cli.only)?;
     if cli.list {
-        print!("{}", list::render(&handlers, cli.group.as_deref()));
+        print!(
+            "{}",
+            list::render(&handlers, cli.group.as_deref(), cli.max_in_flight)
+        );
         return Ok(());
     }
     let brokers = cli.brokers.clone().ok_or_else(|| {
@@ -258,6 +261,9 @@ pub(crate) fn short_name(name: &str) -> &str {
 
 /// The consumer the flags describe; an invalid configuration is exit 2.
 fn build(cli: &Cli, brokers: &str, handlers: Vec<Handler>) -> Result<Consumer, Exit> {
+    if let Some(max) = cli.max_in_flight {
+        check_batches_fit(max, &handlers)?;
+    }
     let mut builder = Consumer::builder()
         .brokers(brokers)
         .handlers(handlers)
@@ -266,10 +272,35 @@ fn build(cli: &Cli, brokers: &str, handlers: Vec<Handler>) -> Result<Consumer, E
     if let Some(group) = &cli.group {
         builder = builder.group(group);
     }
+    if let Some(max) = cli.max_in_flight {
+        builder = builder.max_in_flight(max);
+    }
     for (key, value) in &cli.properties {
         builder = builder.set(key, value);
     }
     builder.build().map_err(config_error)
+}
+
+/// `--max-in-flight` below a batch handler's `max_records`: its full
+/// batches could never start. `build()` rejects it too, but in terms of the
+/// handler's own option; this names the flag.
+fn check_batches_fit(max: usize, handlers: &[Handler]) -> Result<(), Exit> {
+    let largest = handlers
+        .iter()
+        .filter_map(|h| h.batch_options().map(|batch| (h, batch.max_records())))
+        .filter(|(_, records)| *records > max)
+        .max_by_key(|(_, records)| *records);
+    match largest {
+        None => Ok(()),
+        Some((handler, records)) => {
+            let name = short_name(handler.name());
+            Err(Exit::Config(format!(
+                "--max-in-flight (KAFKA_HANDLER_MAX_IN_FLIGHT) is {max}, below the {records} \
+                 records of a full batch of `{name}`, which could never start: raise it to at \
+                 least {records}, or run `{name}` apart with --only"
+            )))
+        }
+    }
 }
 
 fn config_error(error: Error) -> Exit {
@@ -319,7 +350,7 @@ fn binary_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Outcome;
+    use crate::{BatchOptions, Outcome};
 
     fn handler(name: &'static str) -> Handler {
         Handler::sync(name, ["orders"], name, |_| Outcome::Ok(()))
@@ -351,5 +382,29 @@ mod tests {
         };
         assert!(message.contains("--only nosuch"), "{message}");
         assert!(message.contains("bill, audit, pack"), "{message}");
+    }
+
+    #[test]
+    fn max_in_flight_below_a_batch_names_the_flag_and_the_batch() {
+        let pack = || {
+            Handler::batch("app::pack", ["orders"], "warehouse", |_| {
+                Box::pin(async { Outcome::Ok(()) })
+            })
+            .with_batch(BatchOptions::new(100, Duration::from_millis(50)))
+        };
+        assert!(check_batches_fit(7, &[handler("bill")]).is_ok());
+        assert!(check_batches_fit(100, &[handler("bill"), pack()]).is_ok());
+        let Err(Exit::Config(message)) = check_batches_fit(7, &[handler("bill"), pack()]) else {
+            panic!("a batch larger than --max-in-flight must be a configuration error");
+        };
+        for needle in [
+            "--max-in-flight",
+            "is 7",
+            "100 records",
+            "`pack`",
+            "at least 100",
+        ] {
+            assert!(message.contains(needle), "lacks {needle:?}: {message}");
+        }
     }
 }
