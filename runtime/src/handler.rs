@@ -78,18 +78,6 @@ impl HandlerOptions {
     pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 8;
     /// The largest `max_in_flight` accepted.
     pub const MAX_IN_FLIGHT_LIMIT: usize = 1_000_000;
-
-    /// The most records of the handler running at once: `max_in_flight`,
-    /// or its default.
-    pub fn effective_max_in_flight(&self) -> usize {
-        match (self.max_in_flight, self.batch) {
-            (Some(max), _) => max,
-            (None, Some(batch)) => batch
-                .max_records()
-                .saturating_mul(Self::DEFAULT_BATCHES_IN_FLIGHT),
-            (None, None) => Self::DEFAULT_MAX_IN_FLIGHT,
-        }
-    }
 }
 
 /// Which records of one handler may run beside each other. Ordering is about
@@ -385,6 +373,19 @@ impl Handler {
     /// Whether the handler takes batches of records.
     pub fn is_batch(&self) -> bool {
         matches!(self.invoke, Invoke::Batch { .. })
+    }
+
+    /// The most records of the handler running at once: its
+    /// `max_in_flight`, or the default (for a batch handler, in batches of
+    /// its `max_records`).
+    pub fn max_in_flight(&self) -> usize {
+        match (self.options.max_in_flight, self.batch_options()) {
+            (Some(max), _) => max,
+            (None, Some(batch)) => batch
+                .max_records()
+                .saturating_mul(HandlerOptions::DEFAULT_BATCHES_IN_FLIGHT),
+            (None, None) => HandlerOptions::DEFAULT_MAX_IN_FLIGHT,
+        }
     }
 
     /// A batch handler's batch options (the defaults when none were set);

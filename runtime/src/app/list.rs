@@ -38,7 +38,7 @@ pub(crate) fn render(
             out,
             "  ordering {}, max_in_flight {}",
             options.ordering,
-            max_in_flight.unwrap_or_else(|| options.effective_max_in_flight())
+            max_in_flight.unwrap_or_else(|| handler.max_in_flight())
         );
         let then = match &options.dlq {
             Some(dlq) => format!("then dead-lettered to {dlq}"),

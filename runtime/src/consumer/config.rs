@@ -114,7 +114,7 @@ pub(crate) fn check_options(handler: &Handler) -> Result<(), Error> {
                  `ordering = \"key\"` is for handlers of one record (use \"partition\" or \"none\")"
             )));
         }
-        let max_in_flight = options.effective_max_in_flight();
+        let max_in_flight = handler.max_in_flight();
         if max_in_flight < batch.max_records() {
             return Err(Error::Config(format!(
                 "handler `{name}`: `max_in_flight` ({max_in_flight}) is below `max_records` ({}): \

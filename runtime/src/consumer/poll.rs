@@ -131,7 +131,7 @@ impl<'s> Loop<'s> {
         let handlers = &group.group.handlers;
         let scheduler = Scheduler::new(handlers.iter().map(|handler| {
             let options = handler.options();
-            (options.ordering, options.effective_max_in_flight())
+            (options.ordering, handler.max_in_flight())
         }));
         let batches: Vec<_> = handlers
             .iter()
@@ -146,7 +146,7 @@ impl<'s> Loop<'s> {
             .zip(&batches)
             .map(|(handler, batch)| {
                 window(
-                    handler.options().effective_max_in_flight(),
+                    handler.max_in_flight(),
                     batch.map_or(1, |(max_records, _)| max_records),
                 )
             })

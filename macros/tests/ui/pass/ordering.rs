@@ -70,11 +70,11 @@ fn main() {
 
     // What is left out is the runtime's default.
     assert_eq!(
-        handlers[3].options().effective_max_in_flight(),
+        handlers[3].max_in_flight(),
         HandlerOptions::DEFAULT_MAX_IN_FLIGHT
     );
     assert_eq!(
-        handlers[8].options().effective_max_in_flight(),
+        handlers[8].max_in_flight(),
         10 * HandlerOptions::DEFAULT_BATCHES_IN_FLIGHT
     );
     assert_eq!(
