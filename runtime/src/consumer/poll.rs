@@ -343,7 +343,7 @@ impl<'s> Loop<'s> {
     /// Hands `unit` to the scheduler, and starts it if it may start now.
     fn admit(&mut self, handler: usize, unit: Unit<Work<'s>>, cx: &mut Context<'_>) {
         if let Some(unit) = self.scheduler.admit(handler, unit) {
-            self.start(handler, unit, cx);
+            self.start(handler, unit, false, cx);
             self.start_ready(handler, cx);
         }
     }
@@ -354,13 +354,22 @@ impl<'s> Loop<'s> {
             return;
         }
         while let Some(unit) = self.scheduler.next(handler) {
-            self.start(handler, unit, cx);
+            self.start(handler, unit, true, cx);
         }
     }
 
     /// Starts `unit`: polls it once right away; if it has to wait, it joins
     /// what runs.
-    fn start(&mut self, handler: usize, unit: Unit<Work<'s>>, cx: &mut Context<'_>) {
+    /// `lane_taken`: whether the scheduler already counts the unit's lane
+    /// busy (a unit that waited); one admitted at once takes it only if it
+    /// runs on.
+    fn start(
+        &mut self,
+        handler: usize,
+        unit: Unit<Work<'s>>,
+        lane_taken: bool,
+        cx: &mut Context<'_>,
+    ) {
         let meta = UnitMeta {
             handler,
             lane: unit.lane,
@@ -370,8 +379,15 @@ impl<'s> Loop<'s> {
         };
         let mut future = self.group.run_unit(meta, unit.work);
         match future.as_mut().poll(cx) {
-            Poll::Ready((meta, resolution)) => self.settle(meta, resolution),
+            Poll::Ready((meta, resolution)) if lane_taken => self.settle(meta, resolution),
+            Poll::Ready((meta, resolution)) => {
+                self.mark(meta, resolution);
+                self.scheduler.ended_at_once(handler, meta.records);
+            }
             Poll::Pending => {
+                if !lane_taken {
+                    self.scheduler.occupy(handler, meta.lane);
+                }
                 let (abort, registration) = AbortHandle::new_pair();
                 self.aborts.push((meta, abort, self.now));
                 self.running.push(Abortable::new(future, registration));
@@ -393,10 +409,15 @@ impl<'s> Loop<'s> {
     /// Marks an ended unit's records for the watermark (unless abandoned),
     /// and frees its lane.
     fn settle(&mut self, meta: UnitMeta, resolution: Resolution) {
+        self.mark(meta, resolution);
+        self.scheduler.ended(meta.handler, meta.lane, meta.records);
+    }
+
+    /// Marks an ended unit's records for the watermark, unless abandoned.
+    fn mark(&self, meta: UnitMeta, resolution: Resolution) {
         if resolution == Resolution::Ended {
             lock(&self.group.offsets).ended(meta.partition, meta.first, meta.records);
         }
-        self.scheduler.ended(meta.handler, meta.lane, meta.records);
     }
 
     /// Pauses `partition`: the loop holds a full window of it.

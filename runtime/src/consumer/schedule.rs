@@ -94,28 +94,50 @@ impl<W> Scheduler<W> {
         }
     }
 
-    /// Takes `unit` in. Returns it when it may start right away (its records
-    /// are then counted in flight); otherwise it waits, and comes out of
-    /// [`next`](Self::next) once it may.
+    /// Takes `unit` in. Returns it when it may start right away: its records
+    /// are then counted in flight, but its lane is not taken yet; the caller
+    /// starts it, then reports that it [`ended_at_once`](Self::ended_at_once)
+    /// or that it runs on ([`occupy`](Self::occupy)). Otherwise it waits, and
+    /// comes out of [`next`](Self::next) once it may.
     pub(crate) fn admit(&mut self, handler: usize, unit: Unit<W>) -> Option<Unit<W>> {
         let lanes = &mut self.handlers[handler];
-        if let Some(lane) = unit.lane {
-            match lanes.busy.entry(lane) {
-                Entry::Occupied(mut queued) => {
-                    queued.get_mut().push_back(unit);
-                    return None;
-                }
-                Entry::Vacant(vacant) => {
-                    vacant.insert(VecDeque::new());
-                }
-            }
-        }
-        if lanes.ready.is_empty() && lanes.has_room(unit.records) {
+        let lane_busy = match unit.lane {
+            // No lane busy at all: no lookup.
+            Some(lane) if !lanes.busy.is_empty() => lanes.busy.contains_key(&lane),
+            _ => false,
+        };
+        if !lane_busy && lanes.ready.is_empty() && lanes.has_room(unit.records) {
             lanes.in_flight += unit.records;
             return Some(unit);
         }
-        lanes.ready.push_back(unit);
+        match unit.lane {
+            Some(lane) if lane_busy => {
+                if let Some(queued) = lanes.busy.get_mut(&lane) {
+                    queued.push_back(unit);
+                }
+            }
+            Some(lane) => {
+                lanes.busy.insert(lane, VecDeque::new());
+                lanes.ready.push_back(unit);
+            }
+            None => lanes.ready.push_back(unit),
+        }
         None
+    }
+
+    /// A unit [`admit`](Self::admit) let start ended within its start: its
+    /// lane was never taken.
+    pub(crate) fn ended_at_once(&mut self, handler: usize, records: usize) {
+        let lanes = &mut self.handlers[handler];
+        lanes.in_flight = lanes.in_flight.saturating_sub(records);
+    }
+
+    /// A unit [`admit`](Self::admit) let start runs on: its lane is busy
+    /// until it [`ended`](Self::ended).
+    pub(crate) fn occupy(&mut self, handler: usize, lane: Option<Lane>) {
+        if let Some(lane) = lane {
+            self.handlers[handler].busy.insert(lane, VecDeque::new());
+        }
     }
 
     /// The next unit of `handler` that may start now, counted in flight.
@@ -183,18 +205,33 @@ mod tests {
     use super::super::offsets::Offsets;
     use super::*;
 
-    fn unit(
-        scheduler: &Scheduler<u32>,
+    /// Admits unit `id` of `records` records in the lane of `partition` and
+    /// `key`; one that may start runs on (takes its lane).
+    fn admit_n(
+        s: &mut Scheduler<u32>,
+        partition: PartitionId,
+        key: Option<&[u8]>,
+        records: usize,
+        id: u32,
+    ) -> Option<Unit<u32>> {
+        let unit = Unit {
+            lane: s.lane(0, partition, key),
+            partition,
+            records,
+            work: id,
+        };
+        let started = s.admit(0, unit)?;
+        s.occupy(0, started.lane);
+        Some(started)
+    }
+
+    fn admit(
+        s: &mut Scheduler<u32>,
         partition: PartitionId,
         key: Option<&[u8]>,
         id: u32,
-    ) -> Unit<u32> {
-        Unit {
-            lane: scheduler.lane(0, partition, key),
-            partition,
-            records: 1,
-            work: id,
-        }
+    ) -> Option<Unit<u32>> {
+        admit_n(s, partition, key, 1, id)
     }
 
     fn ids(units: impl IntoIterator<Item = Unit<u32>>) -> Vec<u32> {
@@ -210,15 +247,11 @@ mod tests {
         let mut offsets = Offsets::default();
         let (p0, p1) = (offsets.partition("t", 0), offsets.partition("t", 1));
         let mut s = Scheduler::new([(ProcessingOrder::Partition, 64)]);
-        let a = s
-            .admit(0, unit(&s, p0, None, 1))
-            .expect("an idle lane starts");
-        assert!(s.admit(0, unit(&s, p0, None, 2)).is_none(), "behind 1");
-        assert!(s.admit(0, unit(&s, p0, None, 3)).is_none(), "behind 2");
-        let b = s
-            .admit(0, unit(&s, p1, None, 4))
-            .expect("another partition starts");
-        assert_eq!(drain(&mut s).len(), 0);
+        let a = admit(&mut s, p0, None, 1).expect("an idle lane starts");
+        assert!(admit(&mut s, p0, None, 2).is_none(), "behind 1");
+        assert!(admit(&mut s, p0, None, 3).is_none(), "behind 2");
+        let b = admit(&mut s, p1, None, 4).expect("another partition starts");
+        assert!(drain(&mut s).is_empty());
         s.ended(0, a.lane, 1);
         assert_eq!(ids(drain(&mut s)), [2]);
         s.ended(0, b.lane, 1);
@@ -231,23 +264,34 @@ mod tests {
     }
 
     #[test]
+    fn a_unit_that_ends_at_once_never_takes_its_lane() {
+        let mut offsets = Offsets::default();
+        let p = offsets.partition("t", 0);
+        let mut s = Scheduler::new([(ProcessingOrder::Partition, 64)]);
+        for id in 0..3 {
+            let unit = Unit {
+                lane: s.lane(0, p, None),
+                partition: p,
+                records: 1,
+                work: id,
+            };
+            assert!(s.admit(0, unit).is_some(), "the lane is free again");
+            s.ended_at_once(0, 1);
+        }
+        assert_eq!(s.in_flight(0), 0);
+        assert!(s.handlers[0].busy.is_empty());
+    }
+
+    #[test]
     fn key_order_runs_keys_side_by_side_and_one_key_in_order() {
         let mut offsets = Offsets::default();
         let p = offsets.partition("t", 0);
         let mut s = Scheduler::new([(ProcessingOrder::Key, 64)]);
-        let a1 = s.admit(0, unit(&s, p, Some(b"a"), 1)).expect("a starts");
-        let b1 = s
-            .admit(0, unit(&s, p, Some(b"b"), 2))
-            .expect("b starts beside a");
-        assert!(
-            s.admit(0, unit(&s, p, Some(b"a"), 3)).is_none(),
-            "a waits for a"
-        );
-        let n1 = s.admit(0, unit(&s, p, None, 4)).expect("keyless starts");
-        assert!(
-            s.admit(0, unit(&s, p, None, 5)).is_none(),
-            "keyless share a lane"
-        );
+        let a1 = admit(&mut s, p, Some(b"a"), 1).expect("a starts");
+        let b1 = admit(&mut s, p, Some(b"b"), 2).expect("b starts beside a");
+        assert!(admit(&mut s, p, Some(b"a"), 3).is_none(), "a waits for a");
+        let n1 = admit(&mut s, p, None, 4).expect("keyless starts");
+        assert!(admit(&mut s, p, None, 5).is_none(), "keyless share a lane");
         s.ended(0, b1.lane, 1);
         assert!(drain(&mut s).is_empty());
         s.ended(0, a1.lane, 1);
@@ -261,10 +305,10 @@ mod tests {
         let mut offsets = Offsets::default();
         let p = offsets.partition("t", 0);
         let mut s = Scheduler::new([(ProcessingOrder::Unordered, 2)]);
-        let first = s.admit(0, unit(&s, p, None, 1)).unwrap();
-        s.admit(0, unit(&s, p, None, 2)).unwrap();
+        let first = admit(&mut s, p, None, 1).unwrap();
+        admit(&mut s, p, None, 2).unwrap();
         for id in 3..6 {
-            assert!(s.admit(0, unit(&s, p, None, id)).is_none(), "full");
+            assert!(admit(&mut s, p, None, id).is_none(), "full");
         }
         assert_eq!(s.in_flight(0), 2);
         s.ended(0, first.lane, 1);
@@ -277,24 +321,11 @@ mod tests {
         let mut offsets = Offsets::default();
         let (p0, p1) = (offsets.partition("t", 0), offsets.partition("t", 1));
         let mut s = Scheduler::new([(ProcessingOrder::Partition, 10)]);
-        let small = s
-            .admit(
-                0,
-                Unit {
-                    lane: s.lane(0, p0, None),
-                    partition: p0,
-                    records: 4,
-                    work: 1,
-                },
-            )
-            .unwrap();
-        let big = Unit {
-            lane: s.lane(0, p1, None),
-            partition: p1,
-            records: 50,
-            work: 2,
-        };
-        assert!(s.admit(0, big).is_none(), "does not fit beside 4");
+        let small = admit_n(&mut s, p0, None, 4, 1).unwrap();
+        assert!(
+            admit_n(&mut s, p1, None, 50, 2).is_none(),
+            "does not fit beside 4"
+        );
         s.ended(0, small.lane, 4);
         assert_eq!(ids(drain(&mut s)), [2], "runs alone");
         assert_eq!(s.in_flight(0), 50);
@@ -305,9 +336,9 @@ mod tests {
         let mut offsets = Offsets::default();
         let (p0, p1) = (offsets.partition("t", 0), offsets.partition("t", 1));
         let mut s = Scheduler::new([(ProcessingOrder::Partition, 1)]);
-        let running = s.admit(0, unit(&s, p0, None, 1)).unwrap();
-        assert!(s.admit(0, unit(&s, p0, None, 2)).is_none());
-        assert!(s.admit(0, unit(&s, p1, None, 3)).is_none(), "no room");
+        let running = admit(&mut s, p0, None, 1).unwrap();
+        assert!(admit(&mut s, p0, None, 2).is_none());
+        assert!(admit(&mut s, p1, None, 3).is_none(), "no room");
         s.forget(p0);
         // The running one was abandoned by its owner.
         s.ended(0, running.lane, 1);
