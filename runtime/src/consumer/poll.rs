@@ -284,6 +284,10 @@ impl<'s> Loop<'s> {
     /// Takes one record: registers it with its partition's offsets, then
     /// hands it to its handler's lanes, or to its open batch.
     fn take(&mut self, message: BorrowedMessage<'s>, cx: &mut Context<'_>) {
+        // Triggered by a handler of this very turn: nothing starts after it.
+        if self.stopping.is_none() && self.group.shutdown.is_triggered() {
+            self.stop(self.now);
+        }
         if self.stopping.is_some() {
             // Stopping: not started, not committed; fetched again later.
             return;
@@ -350,10 +354,10 @@ impl<'s> Loop<'s> {
 
     /// Starts every unit of `handler` the scheduler lets start.
     fn start_ready(&mut self, handler: usize, cx: &mut Context<'_>) {
-        if self.stopping.is_some() {
-            return;
-        }
-        while let Some(unit) = self.scheduler.next(handler) {
+        while self.stopping.is_none() && !self.group.shutdown.is_triggered() {
+            let Some(unit) = self.scheduler.next(handler) else {
+                return;
+            };
             self.start(handler, unit, true, cx);
         }
     }
