@@ -1,0 +1,423 @@
+//! Records in flight side by side: the order each lane keeps, commits as a
+//! watermark, retries that hold only their lane, memory bounded by
+//! `max_in_flight` and the partition window, and what happens to records in
+//! flight at shutdown and when their partition is revoked.
+//!
+//! Handlers log their calls in a [`Timeline`]: every event takes a number
+//! from one counter, so "B started after A ended" is a comparison of two
+//! numbers, never of clocks.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::concurrency::{mix, Gate, Timeline, GATE};
+use common::{new_topic, run_until, send, telemetry, wait_until, Mode};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
+use kafka_handler::testing::{EmbeddedBroker, TestRecord};
+use kafka_handler::{Handler, Outcome, ProcessingOrder, Record};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Where a record is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct At {
+    partition: i32,
+    offset: i64,
+    key: Option<String>,
+}
+
+impl At {
+    fn of(record: &Record<'_>) -> Self {
+        Self {
+            partition: record.partition(),
+            offset: record.offset(),
+            key: record
+                .key()
+                .map(|key| String::from_utf8_lossy(key).into_owned()),
+        }
+    }
+
+    fn position(&self) -> (i32, i64) {
+        (self.partition, self.offset)
+    }
+}
+
+/// What happened to a handler call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum What {
+    Started,
+    /// Returned `Ok`.
+    Succeeded,
+    /// Returned an error.
+    Failed,
+    /// Dropped before it returned: cancelled.
+    Cancelled,
+}
+
+/// One event of one handler call.
+#[derive(Clone, Debug)]
+struct Event {
+    what: What,
+    /// Which consumer's handler.
+    by: &'static str,
+    /// The call's own number: a record can be called again while an
+    /// earlier, cancelled call of it is still being dropped.
+    call: u64,
+    at: At,
+}
+
+type Log = Arc<Timeline<Event>>;
+
+/// A handler call in progress: logs its start, then how it ended; if it is
+/// dropped before that, `Cancelled`.
+struct Call {
+    log: Log,
+    by: &'static str,
+    call: u64,
+    at: Option<At>,
+}
+
+impl Call {
+    fn start(log: &Log, by: &'static str, at: At) -> Self {
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, Ordering::SeqCst);
+        log.log(Event {
+            what: What::Started,
+            by,
+            call,
+            at: at.clone(),
+        });
+        Self {
+            log: log.clone(),
+            by,
+            call,
+            at: Some(at),
+        }
+    }
+
+    fn end(mut self, outcome: &Outcome) {
+        let at = self.at.take().expect("ends once");
+        self.log.log(Event {
+            what: if outcome.is_ok() {
+                What::Succeeded
+            } else {
+                What::Failed
+            },
+            by: self.by,
+            call: self.call,
+            at,
+        });
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if let Some(at) = self.at.take() {
+            self.log.log(Event {
+                what: What::Cancelled,
+                by: self.by,
+                call: self.call,
+                at,
+            });
+        }
+    }
+}
+
+/// An async handler of `topic` in `group`, named after `by`, that logs each
+/// call in `log` and does what `behave` makes of the record.
+fn logged<F>(by: &'static str, topic: &str, group: &str, log: &Log, behave: F) -> Handler
+where
+    F: Fn(At) -> BoxFuture<'static, Outcome> + Send + Sync + 'static,
+{
+    let log = log.clone();
+    let behave = Arc::new(behave);
+    Handler::asynchronous(format!("tests::{by}"), [topic], group, move |record| {
+        let at = At::of(record);
+        let (log, behave) = (log.clone(), behave.clone());
+        Box::pin(async move {
+            let call = Call::start(&log, by, at.clone());
+            let outcome = behave(at).await;
+            call.end(&outcome);
+            outcome
+        })
+    })
+}
+
+/// One handler call as the timeline tells it.
+#[derive(Clone, Debug)]
+struct Run {
+    by: &'static str,
+    at: At,
+    start: u64,
+    /// When and how it ended; `None` while it runs.
+    end: Option<(u64, What)>,
+}
+
+impl Run {
+    fn succeeded(&self) -> bool {
+        matches!(self.end, Some((_, What::Succeeded)))
+    }
+
+    fn end_seq(&self) -> u64 {
+        self.end
+            .unwrap_or_else(|| panic!("{:?} has not ended", self.at))
+            .0
+    }
+
+    /// Whether `other` started while this one ran.
+    fn overlaps_start_of(&self, other: &Run) -> bool {
+        self.start < other.start && self.end.is_none_or(|(end, _)| other.start < end)
+    }
+}
+
+/// The calls in `log`, in the order they started.
+fn runs(log: &Log) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    let mut index: BTreeMap<u64, usize> = BTreeMap::new();
+    for (seq, event) in log.events() {
+        match event.what {
+            What::Started => {
+                index.insert(event.call, runs.len());
+                runs.push(Run {
+                    by: event.by,
+                    at: event.at,
+                    start: seq,
+                    end: None,
+                });
+            }
+            what => {
+                let run = &mut runs[index[&event.call]];
+                assert!(run.end.is_none(), "{:?} ended twice", run.at);
+                run.end = Some((seq, what));
+            }
+        }
+    }
+    runs
+}
+
+/// The positions of the records `by` handled successfully (any consumer
+/// when `by` is `None`), with how many times.
+fn handled(runs: &[Run], by: Option<&str>) -> BTreeMap<(i32, i64), usize> {
+    let mut handled = BTreeMap::new();
+    for run in runs
+        .iter()
+        .filter(|run| run.succeeded() && by.is_none_or(|by| run.by == by))
+    {
+        *handled.entry(run.at.position()).or_default() += 1;
+    }
+    handled
+}
+
+/// Asserts that the calls of one lane (in start order) are of `offsets`,
+/// in that order, and that each started only after the one before it had
+/// ended.
+fn assert_lane(lane: &str, runs: &[&Run], offsets: &[i64]) {
+    let started: Vec<i64> = runs.iter().map(|run| run.at.offset).collect();
+    assert_eq!(
+        started, offsets,
+        "{lane}: calls start in offset order (a retry repeats its offset)"
+    );
+    for pair in runs.windows(2) {
+        let (before, after) = (pair[0], pair[1]);
+        assert!(
+            after.start > before.end_seq(),
+            "{lane}: offset {} started (event {}) before offset {} ended (event {})",
+            after.at.offset,
+            after.start,
+            before.at.offset,
+            before.end_seq()
+        );
+    }
+}
+
+/// How many times a call of one lane started while a call of another ran.
+fn overlaps(runs: &[Run], lane: impl Fn(&Run) -> String) -> usize {
+    runs.iter()
+        .map(|a| {
+            runs.iter()
+                .filter(|b| lane(a) != lane(b) && a.overlaps_start_of(b))
+                .count()
+        })
+        .sum()
+}
+
+/// Sends `count` records to `partition` of `topic`, one after another.
+async fn send_to(broker: &EmbeddedBroker, topic: &str, partition: i32, count: usize) {
+    for _ in 0..count {
+        send(broker, TestRecord::new(topic, b"x").partition(partition)).await;
+    }
+}
+
+/// A short sleep that differs from record to record (1 to 4 ms).
+async fn work_a_little(at: &At) {
+    let ms = 1 + mix(&[at.partition as u64, at.offset as u64]) % 4;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Partition order, four partitions of 16 records, handlers that take a
+/// few milliseconds: in each partition, calls start in offset order, each
+/// after its predecessor ended; and partitions ran side by side (the first
+/// record of each waits until the first of every partition started, and
+/// records of one started while another's ran).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partition_order_keeps_each_partition_in_offset_order_and_runs_partitions_side_by_side() {
+    telemetry(Mode::OtelOnly);
+    const PARTITIONS: i32 = 4;
+    const PER_PARTITION: i64 = 16;
+    let broker = EmbeddedBroker::start().unwrap();
+    let (topic, group) = new_topic(&broker, "by-partition", PARTITIONS).await;
+    for partition in 0..PARTITIONS {
+        send_to(&broker, &topic, partition, PER_PARTITION as usize).await;
+    }
+
+    let log: Log = Timeline::new();
+    // The first record of each partition waits until the first of every
+    // partition started: only partitions running side by side get past it
+    // without its deadline.
+    let gate = Gate::new(PARTITIONS as usize, GATE);
+    let stuck = Arc::new(AtomicBool::new(false));
+    let handler = logged("by_partition", &topic, &group, &log, {
+        let stuck = stuck.clone();
+        move |at| {
+            let (gate, stuck) = (gate.clone(), stuck.clone());
+            async move {
+                if at.offset == 0 && !gate.arrive().await {
+                    stuck.store(true, Ordering::SeqCst);
+                }
+                work_a_little(&at).await;
+                Ok(())
+            }
+            .boxed()
+        }
+    });
+    assert_eq!(handler.options().ordering, ProcessingOrder::Partition);
+    let total = (PARTITIONS as i64 * PER_PARTITION) as usize;
+    let all_handled = wait_until(WAIT, "every record handled", || {
+        handled(&runs(&log), None).len() >= total
+    });
+    run_until(&broker, vec![handler], all_handled).await;
+
+    assert!(
+        !stuck.load(Ordering::SeqCst),
+        "the first records of the {PARTITIONS} partitions did not all start side by side"
+    );
+    let runs = runs(&log);
+    assert_eq!(runs.len(), total, "each record called once");
+    let offsets: Vec<i64> = (0..PER_PARTITION).collect();
+    for partition in 0..PARTITIONS {
+        let lane: Vec<&Run> = runs
+            .iter()
+            .filter(|run| run.at.partition == partition)
+            .collect();
+        assert_lane(&format!("partition {partition}"), &lane, &offsets);
+    }
+    let overlapped = overlaps(&runs, |run| run.at.partition.to_string());
+    assert!(
+        overlapped > 0,
+        "no record started while a record of another partition ran: partitions did not run \
+         side by side"
+    );
+    eprintln!("{overlapped} starts beside a record of another partition");
+}
+
+/// Key order on one partition, four keys and keyless records interleaved:
+/// per key, and among the keyless, calls start in offset order, each after
+/// its predecessor ended; records of different keys ran side by side, and
+/// keyless records beside keyed ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_order_keeps_each_key_and_the_keyless_in_offset_order_and_runs_keys_side_by_side() {
+    telemetry(Mode::OtelOnly);
+    const RECORDS: i64 = 60;
+    /// Lanes: four keys, and the keyless records.
+    const LANES: i64 = 5;
+    let broker = EmbeddedBroker::start().unwrap();
+    let (topic, group) = new_topic(&broker, "by-key", 1).await;
+    // Interleaved: k0 k1 k2 k3 (none) k0 k1 ...
+    let lane_of = |offset: i64| match offset % LANES {
+        4 => None,
+        key => Some(format!("k{key}")),
+    };
+    for offset in 0..RECORDS {
+        let key = lane_of(offset);
+        let mut record = TestRecord::new(&topic, b"x").partition(0);
+        if let Some(key) = &key {
+            record = record.key(key.as_bytes());
+        }
+        assert_eq!(send(&broker, record).await, (0, offset));
+    }
+
+    let log: Log = Timeline::new();
+    // The first record of each lane waits until the first of every lane
+    // started.
+    let gate = Gate::new(LANES as usize, GATE);
+    let stuck = Arc::new(AtomicBool::new(false));
+    let handler = logged("by_key", &topic, &group, &log, {
+        let stuck = stuck.clone();
+        move |at| {
+            let (gate, stuck) = (gate.clone(), stuck.clone());
+            async move {
+                if at.offset < LANES && !gate.arrive().await {
+                    stuck.store(true, Ordering::SeqCst);
+                }
+                work_a_little(&at).await;
+                Ok(())
+            }
+            .boxed()
+        }
+    })
+    .with_ordering(ProcessingOrder::Key);
+    let all_handled = wait_until(WAIT, "every record handled", || {
+        handled(&runs(&log), None).len() >= RECORDS as usize
+    });
+    run_until(&broker, vec![handler], all_handled).await;
+
+    assert!(
+        !stuck.load(Ordering::SeqCst),
+        "the first records of the {LANES} lanes did not all start side by side"
+    );
+    let runs = runs(&log);
+    assert_eq!(runs.len(), RECORDS as usize, "each record called once");
+    for lane in 0..LANES {
+        let key = lane_of(lane);
+        let calls: Vec<&Run> = runs.iter().filter(|run| run.at.key == key).collect();
+        let offsets: Vec<i64> = (0..RECORDS).filter(|o| o % LANES == lane).collect();
+        assert_lane(&format!("key {key:?}"), &calls, &offsets);
+    }
+    let keyed: Vec<Run> = runs
+        .iter()
+        .filter(|r| r.at.key.is_some())
+        .cloned()
+        .collect();
+    let overlapped = overlaps(&keyed, |run| format!("{:?}", run.at.key));
+    assert!(
+        overlapped > 0,
+        "no record started while a record of another key ran: keys of one partition did not \
+         run side by side"
+    );
+    let keyless: Vec<Run> = runs
+        .iter()
+        .filter(|r| r.at.key.is_none())
+        .cloned()
+        .collect();
+    let keyless_beside_keyed = runs
+        .iter()
+        .filter(|a| a.at.key.is_some())
+        .filter(|a| {
+            keyless
+                .iter()
+                .any(|b| a.overlaps_start_of(b) || b.overlaps_start_of(a))
+        })
+        .count();
+    assert!(
+        keyless_beside_keyed > 0,
+        "keyless records never ran beside records with a key"
+    );
+    eprintln!(
+        "{overlapped} starts beside another key; {keyless_beside_keyed} keyed beside keyless"
+    );
+}
