@@ -5,6 +5,7 @@
 
 pub mod batches;
 pub mod boundaries;
+pub mod concurrency;
 pub mod scenarios;
 
 use std::collections::HashMap;
@@ -538,6 +539,11 @@ macro_rules! contract_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn an_async_handler_keeps_its_context_when_it_resumes_on_another_thread() {
             common::boundaries::async_handler_keeps_its_context_across_threads($mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn records_in_flight_side_by_side_each_keep_their_own_context() {
+            common::concurrency::records_in_flight_keep_their_own_context($mode).await;
         }
     };
 }
