@@ -3,7 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
@@ -113,6 +113,7 @@ impl Processor {
             client_id,
             record_key: handler.options().record_key,
             topics: TopicNames::for_topics(handler.topics()),
+            pass_through: OnceLock::new(),
         };
         // Only in a consumer (which always measures): a processor driven
         // directly runs its handler where it is awaited.

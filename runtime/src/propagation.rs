@@ -155,23 +155,74 @@ pub struct HeaderExtractor<'a>(pub RecordHeaders<'a>);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        let value = self.0.get(key)?;
-        if value.len() > MAX_TRACE_HEADER_BYTES {
-            return None;
-        }
-        let value = std::str::from_utf8(value).ok()?;
-        if key == TRACEPARENT && !is_valid_traceparent(value) {
-            return None;
-        }
-        Some(value)
+        readable(key, self.0.get(key)?)
     }
 
     fn keys(&self) -> Vec<&str> {
-        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| k).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys
+        header_names(self.0)
     }
+}
+
+/// The value of the last header named `key`, as [`HeaderExtractor`] reads
+/// it: absent when it is over [`MAX_TRACE_HEADER_BYTES`], not UTF-8, or an
+/// invalid `traceparent`.
+fn readable<'a>(key: &str, value: &'a [u8]) -> Option<&'a str> {
+    if value.len() > MAX_TRACE_HEADER_BYTES {
+        return None;
+    }
+    let value = std::str::from_utf8(value).ok()?;
+    if key == TRACEPARENT && !is_valid_traceparent(value) {
+        return None;
+    }
+    Some(value)
+}
+
+/// The W3C headers every record is asked for, found in one pass.
+const SCANNED: [&str; 3] = [TRACEPARENT, TRACESTATE, "baggage"];
+
+/// [`HeaderExtractor`]'s answers from one pass over the headers: the
+/// propagators ask for `traceparent`, `tracestate` and `baggage` on every
+/// record, and each lookup would walk the headers again. Other names are
+/// looked up as [`HeaderExtractor`] does.
+struct ScannedHeaders<'a> {
+    headers: RecordHeaders<'a>,
+    /// The value of the last header of each name in [`SCANNED`] (`None`
+    /// inside when it is null).
+    last: [Option<Option<&'a [u8]>>; 3],
+}
+
+impl<'a> ScannedHeaders<'a> {
+    fn scan(headers: RecordHeaders<'a>) -> Self {
+        let mut last = [None; 3];
+        for (key, value) in headers.iter() {
+            if let Some(index) = SCANNED.iter().position(|name| *name == key) {
+                last[index] = Some(value);
+            }
+        }
+        Self { headers, last }
+    }
+}
+
+impl Extractor for ScannedHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let value = match SCANNED.iter().position(|name| *name == key) {
+            Some(index) => self.last[index]??,
+            None => self.headers.get(key)?,
+        };
+        readable(key, value)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        header_names(self.headers)
+    }
+}
+
+/// Every header name of `headers`, sorted, once each.
+fn header_names(headers: RecordHeaders<'_>) -> Vec<&str> {
+    let mut keys: Vec<&str> = headers.iter().map(|(k, _)| k).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// The producer's context from a record's headers, through the globally
@@ -184,8 +235,9 @@ pub fn extract_parent_context(headers: RecordHeaders<'_>) -> Context {
     if headers.is_empty() {
         return Context::new();
     }
+    let headers = ScannedHeaders::scan(headers);
     global::get_text_map_propagator(|propagator| {
-        propagator.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+        propagator.extract_with_context(&Context::new(), &headers)
     })
 }
 
@@ -594,9 +646,11 @@ fn extract_trace_context(extractor: &dyn Extractor) -> Option<SpanContext> {
     if !is_valid_traceparent(traceparent) {
         return None;
     }
-    let trace_id = TraceId::from_hex(&traceparent[3..35]).ok()?;
-    let span_id = SpanId::from_hex(&traceparent[36..52]).ok()?;
-    let flags = hex_byte(&traceparent.as_bytes()[53..55])?;
+    // Lower-case hex, checked above.
+    let bytes = traceparent.as_bytes();
+    let trace_id = TraceId::from(hex_u128(&bytes[3..35]));
+    let span_id = SpanId::from(hex_u128(&bytes[36..52]) as u64);
+    let flags = hex_byte(&bytes[53..55])?;
     let trace_state = extractor
         .get(TRACESTATE)
         .map(bounded_trace_state)
@@ -815,6 +869,18 @@ fn lower_hex_id(id: &[u8]) -> Option<bool> {
         nonzero |= b != b'0';
     }
     hex.then_some(nonzero)
+}
+
+/// The value of up to 32 lower-case hex digits (checked by the caller).
+fn hex_u128(digits: &[u8]) -> u128 {
+    digits.iter().fold(0, |value, &digit| {
+        let nibble = if digit <= b'9' {
+            digit - b'0'
+        } else {
+            digit - b'a' + 10
+        };
+        value << 4 | u128::from(nibble)
+    })
 }
 
 fn hex_byte(pair: &[u8]) -> Option<u8> {

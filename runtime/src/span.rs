@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{Link, SpanContext, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, Span as _, SpanContext, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -30,6 +30,12 @@ pub(crate) struct SpanScope {
     /// The span name and interned name of each of the handler's topics,
     /// looked up without the global tables' lock and hash.
     pub(crate) topics: Arc<[TopicNames]>,
+    /// Whether `tracer` starts no span of its own (the no-op tracer of an
+    /// application without a tracer provider: its span only carries its
+    /// parent's context), learned from the first span it builds under a
+    /// valid parent. Then a record's context is its producer's as is, with
+    /// nothing to build or end.
+    pub(crate) pass_through: OnceLock<bool>,
 }
 
 /// A topic's span name and interned name, both `&'static str`.
@@ -117,6 +123,8 @@ impl ProcessSpan {
                     tracing_span.add_link(batch.clone());
                 }
                 (tracing_span.context(), true)
+            } else if scope.pass_through.get() == Some(&true) {
+                (parent_cx, false)
             } else {
                 let mut builder = scope
                     .tracer
@@ -126,6 +134,13 @@ impl ProcessSpan {
                     builder = builder.with_links(vec![Link::with_context(batch.clone())]);
                 }
                 let span = scope.tracer.build_with_context(builder, &parent_cx);
+                let parent = parent_cx.span();
+                let parent = parent.span_context();
+                if parent.is_valid() && scope.pass_through.get().is_none() {
+                    let _ = scope
+                        .pass_through
+                        .set(span.span_context() == parent && !span.is_recording());
+                }
                 (parent_cx.with_span(span), false)
             };
         let span_ref = cx.span();
