@@ -108,14 +108,7 @@ where
 {
     let cx = Context::current();
     let span = tracing::Span::current();
-    move || {
-        // Entered first, attached second: the captured context, which may
-        // carry more than the span's (baggage), is the innermost current one.
-        span.in_scope(|| {
-            let _attached = cx.attach();
-            f()
-        })
-    }
+    move || crate::attach::in_scope(&cx, &span, f)
 }
 
 /// [`tokio::spawn`], with the OpenTelemetry context and `tracing` span

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::thread::ThreadId;
 use std::time::Duration;
 
 use kafka_handler::context::{self, in_current_context, InCurrentContext as _};
@@ -17,32 +16,11 @@ use opentelemetry::trace::{Span as _, SpanContext, SpanId, Tracer as _};
 use opentelemetry_sdk::trace::SpanData;
 
 use super::{
-    assert_child_of, attribute, current_span_contexts, int_attribute, new_topic, only_span,
-    retarget, send, start_consumer, stop_consumer, telemetry, traced, wait_until, Mode,
+    assert_child_of, attribute, int_attribute, new_topic, only_span, retarget, send,
+    start_consumer, stop_consumer, telemetry, traced, wait_until, Current, Mode,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// What is current somewhere: the OpenTelemetry context's span and
-/// `tracing::Span::current()`'s OpenTelemetry span (invalid without the
-/// layer, or with no span entered).
-#[derive(Clone, Debug)]
-struct Current {
-    otel: SpanContext,
-    traced: SpanContext,
-    thread: ThreadId,
-}
-
-impl Current {
-    fn now() -> Self {
-        let (otel, traced) = current_span_contexts();
-        Self {
-            otel,
-            traced,
-            thread: std::thread::current().id(),
-        }
-    }
-}
 
 /// Each way of starting work from a handler: whether it carries the record's
 /// trace.

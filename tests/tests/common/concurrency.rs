@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::ThreadId;
 use std::time::Duration;
 
 use kafka_handler::testing::{EmbeddedBroker, TestRecord};
@@ -19,7 +18,7 @@ use tokio::time::Instant;
 
 use super::{
     assert_child_of, attribute, current_span_contexts, int_attribute, new_topic, send,
-    start_consumer, stop_consumer, telemetry, traced, wait_until, Mode,
+    start_consumer, stop_consumer, telemetry, traced, wait_until, Current, Mode,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -167,25 +166,6 @@ const AT_ONCE: usize = 64;
 const MAX_IN_FLIGHT: usize = 128;
 /// Suspensions per record, after the first (at the gate).
 const SUSPENSIONS: usize = 6;
-
-/// What is current at one step of a handler, and on which thread.
-#[derive(Clone, Debug)]
-struct Current {
-    otel: SpanContext,
-    traced: SpanContext,
-    thread: ThreadId,
-}
-
-impl Current {
-    fn now() -> Self {
-        let (otel, traced) = current_span_contexts();
-        Self {
-            otel,
-            traced,
-            thread: std::thread::current().id(),
-        }
-    }
-}
 
 /// Suspends the way `kind` says: yielding, sleeping a few milliseconds
 /// (from `seed`), or until woken from a thread outside the runtime or from

@@ -404,6 +404,27 @@ pub fn current_span_contexts() -> (SpanContext, SpanContext) {
     )
 }
 
+/// What is current somewhere: the OpenTelemetry context's span and
+/// `tracing::Span::current()`'s OpenTelemetry span (invalid without the
+/// layer, or with no span entered).
+#[derive(Clone, Debug)]
+pub struct Current {
+    pub otel: SpanContext,
+    pub traced: SpanContext,
+    pub thread: std::thread::ThreadId,
+}
+
+impl Current {
+    pub fn now() -> Self {
+        let (otel, traced) = current_span_contexts();
+        Self {
+            otel,
+            traced,
+            thread: std::thread::current().id(),
+        }
+    }
+}
+
 /// The one span of `spans` named `name`; fails when there is none or more.
 pub fn only_span(spans: &[SpanData], name: &str) -> SpanData {
     let found: Vec<&SpanData> = spans.iter().filter(|s| s.name == name).collect();
