@@ -18,7 +18,7 @@ pub type HandlerFuture<'r> = Pin<Box<dyn Future<Output = Outcome> + Send + 'r>>;
 
 type SyncFn = dyn Fn(&Record<'_>) -> Outcome + Send + Sync;
 type AsyncFn = dyn for<'r> Fn(&'r Record<'r>) -> HandlerFuture<'r> + Send + Sync;
-type BatchFn = dyn for<'r> Fn(BatchInput<'r>) -> HandlerFuture<'r> + Send + Sync;
+pub(crate) type BatchFn = dyn for<'r> Fn(BatchInput<'r>) -> HandlerFuture<'r> + Send + Sync;
 
 /// How the runtime calls the user's function.
 #[derive(Clone)]

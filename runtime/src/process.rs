@@ -11,7 +11,7 @@ use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::Context;
 
 use crate::batch::{BatchInput, Shared};
-use crate::handler::{Handler, HandlerFuture, Invoke};
+use crate::handler::{BatchFn, Handler, HandlerFuture, Invoke};
 use crate::metrics::ProcessMetrics;
 use crate::outcome::{log_failure, ErrorKind, Failure, HandlerError, Outcome};
 use crate::propagation::extract_parent_context;
@@ -225,13 +225,9 @@ impl Processor {
                     .unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
             }),
             Invoke::Async(f) => self.run(f(record), &span).await,
-            Invoke::Batch { f, .. } => {
-                let shared = Shared::single(self.handler().name(), attempt);
-                let records = std::slice::from_ref(record);
-                let outcome = self.run(f(BatchInput::new(records, &shared)), &span).await;
-                // A failure the record's scope reported is the attempt's.
-                outcome.and_then(|()| shared.single_outcome())
-            }
+            // Boxed: a batch handler's record is attempted alone only on
+            // retries, and its state would sit in every attempt's.
+            Invoke::Batch { f, .. } => Box::pin(self.run_alone(&**f, record, attempt, &span)).await,
         };
         let Err(error) = outcome else {
             span.finish(None);
@@ -241,6 +237,21 @@ impl Processor {
         let span_cx = span.context().clone();
         span.finish(Some(&error));
         Err(Failure { error, span_cx })
+    }
+
+    /// A batch handler called with a batch of `record` alone, under `span`.
+    async fn run_alone(
+        &self,
+        f: &BatchFn,
+        record: &Record<'_>,
+        attempt: u32,
+        span: &ProcessSpan,
+    ) -> Outcome {
+        let shared = Shared::single(self.handler().name(), attempt);
+        let records = std::slice::from_ref(record);
+        let outcome = self.run(f(BatchInput::new(records, &shared)), span).await;
+        // A failure the record's scope reported is the attempt's.
+        outcome.and_then(|()| shared.single_outcome())
     }
 
     /// One delivery of a batch handler: `records` are of one partition, in
@@ -324,7 +335,9 @@ impl Processor {
         let limited = async move {
             match timeout {
                 None => run.await,
-                Some(limit) => tokio::time::timeout(limit, run)
+                // Boxed: its timer would otherwise sit in every attempt's
+                // state, with a timeout or without.
+                Some(limit) => Box::pin(tokio::time::timeout(limit, run))
                     .await
                     .unwrap_or_else(|_elapsed| Ok(Err(timed_out(limit)))),
             }

@@ -21,7 +21,9 @@ pub struct Record<'a> {
     key: Option<&'a [u8]>,
     payload: Option<&'a [u8]>,
     headers: RecordHeaders<'a>,
-    meta: OnceLock<RecordMeta>,
+    /// Boxed: most handlers never ask for it, and a record is held in
+    /// every future that handles it.
+    meta: OnceLock<Box<RecordMeta>>,
     producer: Option<&'a ProducerSlot>,
 }
 
@@ -155,17 +157,19 @@ impl<'a> Record<'a> {
 
     /// An owned snapshot of the record's metadata, built on first use.
     pub fn meta(&self) -> &RecordMeta {
-        self.meta.get_or_init(|| RecordMeta {
-            topic: self.topic.to_owned(),
-            partition: self.partition,
-            offset: self.offset,
-            timestamp: self.timestamp,
-            key: self.key.map(<[u8]>::to_vec),
-            headers: self
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
-                .collect(),
+        self.meta.get_or_init(|| {
+            Box::new(RecordMeta {
+                topic: self.topic.to_owned(),
+                partition: self.partition,
+                offset: self.offset,
+                timestamp: self.timestamp,
+                key: self.key.map(<[u8]>::to_vec),
+                headers: self
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
+                    .collect(),
+            })
         })
     }
 }

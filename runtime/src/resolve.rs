@@ -47,17 +47,29 @@ impl Resolver<'_> {
         record: &Record<'_>,
         first: Option<Failure>,
     ) -> Resolution {
-        let handler = processor.handler();
-        let options = handler.options();
-        let mut attempts = 1;
-        let mut failure = match first {
+        let failure = match first {
             Some(failure) => failure,
-            None => match processor.attempt(record, attempts).await {
+            None => match processor.attempt(record, 1).await {
                 Ok(()) => return Resolution::Ended,
                 Err(failure) => failure,
             },
         };
+        // The failure path's state (backoff timers, the dead-letter send) is
+        // boxed, so a record that succeeds first time carries none of it.
+        Box::pin(self.after_failure(processor, record, failure)).await
+    }
 
+    /// Retries, then dead-letters or holds, a record whose first attempt
+    /// failed with `failure`.
+    async fn after_failure(
+        self,
+        processor: &Processor,
+        record: &Record<'_>,
+        mut failure: Failure,
+    ) -> Resolution {
+        let handler = processor.handler();
+        let options = handler.options();
+        let mut attempts = 1;
         while !failure.error.is_permanent() && attempts <= options.retries {
             let delay = options.backoff.delay(attempts);
             match self.retry(processor, record, &mut attempts, delay).await {

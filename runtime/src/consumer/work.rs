@@ -61,37 +61,44 @@ impl<'s> RunningGroup<'s> {
                     let record = Record::from_message(&message).with_producer(producer);
                     resolver.resolve(processor, &record, None).await
                 }
-                Work::Batch(batch) => {
-                    let records: Vec<Record<'_>> = batch
-                        .messages
-                        .iter()
-                        .map(|message| Record::from_message(message).with_producer(producer))
-                        .collect();
-                    let failures = processor.deliver(&records).await;
-                    // The records that did not fail ended: the watermark
-                    // moves up to the first failed one.
-                    let failed = failures.iter().map(|(index, _)| *index);
-                    let mut from = 0;
-                    for end in failed.chain(std::iter::once(records.len())) {
-                        self.ended(meta.partition, meta.first + from as Seq, end - from);
-                        from = end + 1;
-                    }
-                    // Then each failed record alone, in offset order.
-                    for (index, failure) in failures {
-                        let resolution = resolver
-                            .resolve(processor, &records[index], Some(failure))
-                            .await;
-                        if resolution == Resolution::Abandoned {
-                            return (meta, resolution);
-                        }
-                        self.ended(meta.partition, meta.first + index as Seq, 1);
-                    }
-                    Resolution::Ended
-                }
+                Work::Batch(batch) => Box::pin(self.run_batch(meta, batch)).await,
             };
             (meta, resolution)
         }
         .boxed()
+    }
+
+    /// A batch: delivered, then each failed record resolved alone, in offset
+    /// order; its other records end as soon as the delivery returns.
+    async fn run_batch(&'s self, meta: UnitMeta, batch: Batch<'s>) -> Resolution {
+        let processor = &self.processors[meta.handler];
+        let producer = &self.group.producer;
+        let records: Vec<Record<'_>> = batch
+            .messages
+            .iter()
+            .map(|message| Record::from_message(message).with_producer(producer))
+            .collect();
+        let failures = processor.deliver(&records).await;
+        // The records that did not fail ended: the watermark moves up to the
+        // first failed one.
+        let failed = failures.iter().map(|(index, _)| *index);
+        let mut from = 0;
+        for end in failed.chain(std::iter::once(records.len())) {
+            self.ended(meta.partition, meta.first + from as Seq, end - from);
+            from = end + 1;
+        }
+        // Then each failed record alone, in offset order.
+        let resolver = self.resolver();
+        for (index, failure) in failures {
+            let resolution = resolver
+                .resolve(processor, &records[index], Some(failure))
+                .await;
+            if resolution == Resolution::Abandoned {
+                return resolution;
+            }
+            self.ended(meta.partition, meta.first + index as Seq, 1);
+        }
+        Resolution::Ended
     }
 
     /// Records that `count` records of `partition` from `first` on ended.
