@@ -640,17 +640,10 @@ impl TextMapPropagator for CompositePropagator {
 /// The W3C span context in `extractor`, when its `traceparent` is valid,
 /// with its `tracestate` within the limits.
 fn extract_trace_context(extractor: &dyn Extractor) -> Option<SpanContext> {
-    let traceparent = extractor.get(TRACEPARENT)?;
     // Checked here too, so the rule holds for every carrier, not only
-    // `HeaderExtractor`; it also makes the slicing below safe.
-    if !is_valid_traceparent(traceparent) {
-        return None;
-    }
-    // Lower-case hex, checked above.
-    let bytes = traceparent.as_bytes();
-    let trace_id = TraceId::from(hex_u128(&bytes[3..35]));
-    let span_id = SpanId::from(hex_u128(&bytes[36..52]) as u64);
-    let flags = hex_byte(&bytes[53..55])?;
+    // `HeaderExtractor`.
+    let (trace_id, span_id, flags) = parse_traceparent(extractor.get(TRACEPARENT)?)?;
+    let (trace_id, span_id) = (TraceId::from(trace_id), SpanId::from(span_id));
     let trace_state = extractor
         .get(TRACESTATE)
         .map(bounded_trace_state)
@@ -841,22 +834,53 @@ fn is_b3_span_id(id: &[u8]) -> bool {
 /// which other SDKs send). A later version (`01` to `fe`) must start with
 /// the same shape and may only continue after a `-`. Version `ff` is invalid.
 pub fn is_valid_traceparent(value: &str) -> bool {
+    parse_traceparent(value).is_some()
+}
+
+/// A `traceparent` the W3C rules accept (see [`is_valid_traceparent`]), in
+/// one pass: its trace id, span id and flags.
+fn parse_traceparent(value: &str) -> Option<(u128, u64, u8)> {
     let bytes = value.as_bytes();
     if bytes.len() < 55 || bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
-        return false;
+        return None;
     }
-    let (Some(version), Some(flags)) = (hex_byte(&bytes[0..2]), hex_byte(&bytes[53..55])) else {
-        return false;
-    };
-    if lower_hex_id(&bytes[3..35]) != Some(true) || lower_hex_id(&bytes[36..52]) != Some(true) {
-        return false;
-    }
-    match version {
-        0x00 => bytes.len() == 55 && flags & !0x03 == 0,
-        0xff => false,
-        _ => bytes.len() == 55 || bytes[55] == b'-',
-    }
+    let version = hex_byte(&bytes[0..2])?;
+    let flags = hex_byte(&bytes[53..55])?;
+    let trace_id = hex_id(&bytes[3..35])?;
+    let span_id = hex_id(&bytes[36..52])?;
+    let valid = trace_id != 0
+        && span_id != 0
+        && match version {
+            0x00 => bytes.len() == 55 && flags & !0x03 == 0,
+            0xff => false,
+            _ => bytes.len() == 55 || bytes[55] == b'-',
+        };
+    valid.then_some((trace_id, span_id as u64, flags))
 }
+
+/// The value of up to 32 lower-case hex digits; `None` when a byte is not
+/// one. Without early exits: a well-formed id is the common case.
+fn hex_id(digits: &[u8]) -> Option<u128> {
+    let mut value = 0u128;
+    let mut invalid = 0u8;
+    for &digit in digits {
+        let nibble = HEX[usize::from(digit)];
+        invalid |= nibble;
+        value = value << 4 | u128::from(nibble & 0x0f);
+    }
+    (invalid & 0xf0 == 0).then_some(value)
+}
+
+/// Each byte's value as a lower-case hex digit, or `0xff`.
+const HEX: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        table[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    table
+};
 
 /// For an id of lower-case hex digits, whether it is non-zero; `None` when a
 /// byte is not a lower-case hex digit. One pass without early exits: this
@@ -871,29 +895,44 @@ fn lower_hex_id(id: &[u8]) -> Option<bool> {
     hex.then_some(nonzero)
 }
 
-/// The value of up to 32 lower-case hex digits (checked by the caller).
-fn hex_u128(digits: &[u8]) -> u128 {
-    digits.iter().fold(0, |value, &digit| {
-        let nibble = if digit <= b'9' {
-            digit - b'0'
-        } else {
-            digit - b'a' + 10
-        };
-        value << 4 | u128::from(nibble)
-    })
-}
-
 fn hex_byte(pair: &[u8]) -> Option<u8> {
-    let digit = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
-    Some(digit(pair[0])? << 4 | digit(pair[1])?)
+    hex_id(pair).map(|value| value as u8)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn traceparent_ids_decode_as_the_sdk_decodes_them() {
+        use opentelemetry::trace::{SpanId, TraceId};
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..1_000 {
+            let (trace, span) = (u128::from(next()) << 64 | u128::from(next()), next() | 1);
+            let flags = (next() % 4) as u8;
+            let header = format!("00-{trace:032x}-{span:016x}-{flags:02x}");
+            let parsed = super::parse_traceparent(&header).expect("valid");
+            assert_eq!(
+                TraceId::from(parsed.0),
+                TraceId::from_hex(&header[3..35]).unwrap()
+            );
+            assert_eq!(
+                SpanId::from(parsed.1),
+                SpanId::from_hex(&header[36..52]).unwrap()
+            );
+            assert_eq!(parsed.2, flags);
+            // Any upper-case digit makes it invalid.
+            let upper = header.replacen(|c: char| c.is_ascii_lowercase() && c != 'x', "A", 1);
+            if upper != header {
+                assert!(super::parse_traceparent(&upper).is_none(), "{upper}");
+            }
+        }
+    }
+
     use super::is_valid_traceparent;
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
