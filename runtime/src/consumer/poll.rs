@@ -8,7 +8,8 @@
 //! every record in flight, each under its own record's context on every
 //! poll (see `attach.rs`). A unit is polled once as soon as it starts, so a
 //! handler that finishes without waiting costs no more than a call.
-//! Synchronous handlers run on Tokio's blocking pool.
+//! Synchronous handlers that block move to Tokio's blocking pool (see
+//! `process.rs`); the loop awaits them like any other record.
 
 use std::future::Future;
 use std::pin::Pin;

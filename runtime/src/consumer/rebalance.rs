@@ -137,9 +137,9 @@ impl ConsumerContext for GroupContext {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        // The callback runs inside the poll loop's poll, so no record of the
-        // group runs its code meanwhile: the watermarks are exact. Records
-        // still in flight of these partitions are below them; the loop
+        // The callback runs inside the poll loop's poll, and records' ends
+        // are recorded only by the loop: the watermarks are exact. Records
+        // of these partitions still in flight are above them; the loop
         // abandons them right after this poll.
         let pending = lock(&self.offsets)
             .unconfirmed(|topic, partition| revoked.find_partition(topic, partition).is_some());
