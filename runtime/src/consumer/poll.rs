@@ -11,6 +11,7 @@
 //! Synchronous handlers that block move to Tokio's blocking pool (see
 //! `process.rs`); the loop awaits them like any other record.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -32,7 +33,7 @@ use crate::resolve::Resolution;
 
 use super::gather::{Batch, Gathering};
 use super::group::RunningGroup;
-use super::offsets::PartitionId;
+use super::offsets::{PartitionId, Seq};
 use super::rebalance::GroupContext;
 use super::schedule::{Scheduler, Unit};
 use super::work::{UnitMeta, Work};
@@ -105,9 +106,9 @@ struct Loop<'s> {
     batches: Vec<Option<(usize, Duration)>>,
     windows: Vec<usize>,
     running: FuturesUnordered<Running<'s>>,
-    /// The abort handle of each unit in `running`, and when it started, in
-    /// the order they started.
-    aborts: Vec<(UnitMeta, AbortHandle, Instant)>,
+    /// Each unit in `running`, by its partition and first record: its
+    /// abort handle, and when it started.
+    aborts: HashMap<(PartitionId, Seq), (UnitMeta, AbortHandle, Instant)>,
     /// Partitions paused because the loop holds a full window of them, and
     /// the handler whose window it is.
     paused: Vec<(PartitionId, usize)>,
@@ -165,7 +166,7 @@ impl<'s> Loop<'s> {
             batches,
             windows,
             running: FuturesUnordered::new(),
-            aborts: Vec::new(),
+            aborts: HashMap::new(),
             paused: Vec::new(),
             tick: Box::pin(tokio::time::sleep_until(
                 next_commit.min(now + heartbeat(group)),
@@ -232,11 +233,6 @@ impl<'s> Loop<'s> {
             }
         }
         self.arm_batch_timer(cx);
-        let oldest = self
-            .aborts
-            .first()
-            .map(|(_, _, started)| started.into_std());
-        self.group.group.health.running_since(oldest);
         Poll::Pending
     }
 
@@ -249,6 +245,13 @@ impl<'s> Loop<'s> {
             self.next_commit = now + self.group.group.timings.commit_interval;
             self.group.commit_async();
         }
+        // For liveness, which looks at a scale of `max.poll.interval.ms`: once
+        // a tick is enough.
+        let oldest = self.aborts.values().map(|(_, _, started)| *started).min();
+        self.group
+            .group
+            .health
+            .running_since(oldest.map(Instant::into_std));
         let next = self.next_commit.min(now + heartbeat(self.group));
         self.tick.as_mut().reset(next);
         let _ = self.tick.as_mut().poll(cx);
@@ -394,7 +397,8 @@ impl<'s> Loop<'s> {
                     self.scheduler.occupy(handler, meta.lane);
                 }
                 let (abort, registration) = AbortHandle::new_pair();
-                self.aborts.push((meta, abort, self.now));
+                self.aborts
+                    .insert((meta.partition, meta.first), (meta, abort, self.now));
                 self.running.push(Abortable::new(future, registration));
             }
         }
@@ -403,9 +407,7 @@ impl<'s> Loop<'s> {
     /// A unit that ran ended: settles it, starts what may start now, and
     /// resumes its partition if it was paused and has room again.
     fn ended(&mut self, meta: UnitMeta, resolution: Resolution, cx: &mut Context<'_>) {
-        if let Some(index) = self.aborts.iter().position(|(m, ..)| *m == meta) {
-            self.aborts.remove(index);
-        }
+        self.aborts.remove(&(meta.partition, meta.first));
         self.settle(meta, resolution);
         self.start_ready(meta.handler, cx);
         self.resume_drained();
@@ -492,7 +494,7 @@ impl<'s> Loop<'s> {
             self.gathering.forget(partition);
             self.paused.retain(|(p, _)| *p != partition);
             let mut abandoned = Vec::new();
-            self.aborts.retain(|(meta, abort, _)| {
+            self.aborts.retain(|_, (meta, abort, _)| {
                 if meta.partition != partition {
                     return true;
                 }
@@ -587,7 +589,7 @@ impl<'s> Loop<'s> {
     /// what stays uncommitted, and why the loop stopped.
     fn stopped(&mut self) -> Option<Error> {
         let group = &self.group.group.group;
-        let cancelled: usize = self.aborts.iter().map(|(meta, ..)| meta.records).sum();
+        let cancelled: usize = self.aborts.values().map(|(meta, ..)| meta.records).sum();
         if cancelled > 0 {
             tracing::warn!(
                 target: "kafka_handler",
