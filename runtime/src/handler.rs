@@ -176,7 +176,7 @@ impl Handler {
     ///
     /// In a consumer, a synchronous handler runs on the group's task while
     /// its calls return within a millisecond, which costs nothing beyond the
-    /// call. Once three calls have taken longer (it blocks: a database
+    /// call. Once three calls in a row have taken longer (it blocks: a database
     /// driver, a blocking HTTP client), its calls move to Tokio's blocking
     /// pool for the rest of the run, each on a copy of its record, so that
     /// they no longer stall the async workers and run in parallel as far as

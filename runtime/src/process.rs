@@ -54,8 +54,8 @@ struct Inner {
 /// place, and handing it to another thread would cost more than the call.
 /// A handler whose calls block (a database driver, a blocking HTTP client)
 /// would stall the group's task and everything in flight on it: after
-/// [`SLOW_CALLS`] calls over the limit, the handler's calls move to the
-/// blocking pool for the rest of the run, each on a copy of its record,
+/// [`SLOW_CALLS`] calls in a row over the limit, the handler's calls move to
+/// the blocking pool for the rest of the run, each on a copy of its record,
 /// where they run in parallel as far as the handler's ordering and
 /// `max_in_flight` allow.
 #[derive(Debug, Default)]
@@ -68,14 +68,19 @@ struct Placement {
 /// without counting as slow.
 const INLINE_LIMIT: Duration = Duration::from_millis(1);
 
-/// How many slow calls move a synchronous handler to the blocking pool: a
-/// single one may be the thread being descheduled, not the handler.
+/// How many slow calls in a row move a synchronous handler to the blocking
+/// pool: on a loaded machine a quick call is now and then slow because its
+/// thread was descheduled, but not several in a row; a handler that blocks
+/// is slow on every call.
 const SLOW_CALLS: u32 = 3;
 
 impl Placement {
     /// Counts a call that took `elapsed` on the group's task.
     fn ran_inline(&self, elapsed: Duration, handler: &str) {
         if elapsed <= INLINE_LIMIT {
+            if self.slow_calls.load(Ordering::Relaxed) != 0 {
+                self.slow_calls.store(0, Ordering::Relaxed);
+            }
             return;
         }
         let slow = self.slow_calls.fetch_add(1, Ordering::Relaxed) + 1;
@@ -84,8 +89,8 @@ impl Placement {
                 target: "kafka_handler",
                 handler,
                 last_call = ?elapsed,
-                "synchronous handler blocks ({SLOW_CALLS} calls over {INLINE_LIMIT:?}); its \
-                 calls now run on the blocking pool, in parallel"
+                "synchronous handler blocks ({SLOW_CALLS} calls in a row over {INLINE_LIMIT:?}); \
+                 its calls now run on the blocking pool, in parallel"
             );
         }
     }
