@@ -132,10 +132,44 @@ impl ClientContext for GroupContext {
     }
 }
 
+impl GroupContext {
+    /// Commits the watermarks the broker refused on revoke. Called when the
+    /// rebalance has settled (this member has its new assignment) and
+    /// before the assignment takes effect, so a partition that comes back
+    /// to this member is fetched from its watermark, not from the older
+    /// commit. A partition that came back already dropped its orphan.
+    fn commit_orphans(&self, consumer: &BaseConsumer<Self>) {
+        let Some(list) = lock(&self.offsets).take_orphans() else {
+            return;
+        };
+        match offsets::commit_sync(consumer, &self.offsets, &list) {
+            Ok(()) => {
+                self.health.commits_succeeded();
+                tracing::debug!(target: "kafka_handler", group = %self.group, "offsets of revoked partitions committed after the rebalance");
+            }
+            Err(err) => {
+                self.health.commit_failed(&err);
+                tracing::warn!(
+                    target: "kafka_handler",
+                    group = %self.group,
+                    error = %err,
+                    "committing the offsets of revoked partitions failed; their new owner \
+                     handles those records again"
+                );
+            }
+        }
+    }
+}
+
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(revoked) = rebalance else {
-            return;
+        let revoked = match rebalance {
+            Rebalance::Revoke(revoked) => revoked,
+            Rebalance::Assign(_) => {
+                self.commit_orphans(consumer);
+                return;
+            }
+            Rebalance::Error(_) => return,
         };
         // The callback runs inside the poll loop's poll, and records' ends
         // are recorded only by the loop: the watermarks are exact. Records
@@ -170,29 +204,6 @@ impl ConsumerContext for GroupContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // The rebalance has settled: the broker takes the commits it refused
-        // on revoke. A partition that came back already dropped its orphan.
-        if matches!(rebalance, Rebalance::Assign(_)) {
-            let orphans = lock(&self.offsets).take_orphans();
-            if let Some(list) = orphans {
-                match offsets::commit_sync(consumer, &self.offsets, &list) {
-                    Ok(()) => {
-                        self.health.commits_succeeded();
-                        tracing::debug!(target: "kafka_handler", group = %self.group, "offsets of revoked partitions committed after the rebalance");
-                    }
-                    Err(err) => {
-                        self.health.commit_failed(&err);
-                        tracing::warn!(
-                            target: "kafka_handler",
-                            group = %self.group,
-                            error = %err,
-                            "committing the offsets of revoked partitions failed; their new \
-                             owner will handle those records again"
-                        );
-                    }
-                }
-            }
-        }
         // librdkafka keeps a partition's pause flag across a revoke and a
         // later assign; one revoked while paused must not come back paused.
         if let Rebalance::Assign(assigned) = rebalance {
