@@ -11,8 +11,9 @@
 //!
 //! 1. starts the embedded broker (librdkafka's in-process mock cluster, so
 //!    its log is part of the process's memory) and produces the backlog to a
-//!    fresh 64-partition topic: an 8-byte payload plus one sampled
-//!    `traceparent` header per record, about 90 bytes on the wire, round
+//!    fresh 64-partition topic: an 8-byte payload (`BENCH_PAYLOAD_BYTES`)
+//!    plus one sampled `traceparent` header per record, about 90 bytes on
+//!    the wire, round
 //!    robin over the partitions, through a producer whose queue is kept
 //!    small (`queue.buffering.max.messages=20000`) so that producing leaves
 //!    little freed memory behind for the consumer to reuse unseen. The mock
@@ -69,7 +70,13 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 
 const TOPIC: &str = "bench-backlog";
 const PARTITIONS: i32 = 64;
+/// The payload size unless `BENCH_PAYLOAD_BYTES` says otherwise (at least 8:
+/// the record's number).
 const PAYLOAD_BYTES: usize = 8;
+
+fn payload_bytes() -> usize {
+    env_u64("BENCH_PAYLOAD_BYTES", PAYLOAD_BYTES as u64).max(8) as usize
+}
 /// The environment variable that makes the bench a child measuring one size.
 const CHILD_ENV: &str = "BENCH_BACKLOG_CHILD";
 /// The prefix of a child's result line.
@@ -248,9 +255,9 @@ fn child(records: u64) {
                 ("queue.buffering.max.messages", "20000"),
             ],
         );
-        let mut payload = [0u8; PAYLOAD_BYTES];
+        let mut payload = vec![0u8; payload_bytes()];
         for i in 0..records {
-            payload.copy_from_slice(&i.to_be_bytes());
+            payload[..8].copy_from_slice(&i.to_be_bytes());
             let partition = (i % PARTITIONS as u64) as i32;
             if let Err(err) = producer.send(TOPIC, partition, &payload, i + 1) {
                 panic!("producing record {i}: {err}");
@@ -441,9 +448,10 @@ fn main() {
         std::env::var("BENCH_QUEUED_MAX_KBYTES").unwrap_or_else(|_| "65536 (default)".to_owned());
     println!();
     println!(
-        "Backlog: {PARTITIONS} partitions, {PAYLOAD_BYTES}-byte payload + `traceparent` per record; \
+        "Backlog: {PARTITIONS} partitions, {}-byte payload + `traceparent` per record; \
          handler `async fn` sleeping {handler_ms} ms, `ordering = \"partition\"` (64 in flight), \
-         consumed for {consume_secs} s; each size in a child process of its own."
+         consumed for {consume_secs} s; each size in a child process of its own.",
+        payload_bytes()
     );
     println!(
         "Consumer properties: session.timeout.ms=1500, heartbeat.interval.ms=100, \
