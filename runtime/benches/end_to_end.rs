@@ -6,7 +6,7 @@
 //! 16 partitions of one topic, counts what the mock actually kept (the sum of
 //! high minus low watermarks: the mock silently drops old data beyond about
 //! 5 MiB per partition), then reads the whole topic from the earliest offset
-//! with a fresh consumer group per run, in nine configurations:
+//! with a fresh consumer group per run, in thirteen configurations:
 //!
 //! - `raw BaseConsumer`: rdkafka's `BaseConsumer` poll loop reading the
 //!   payload and iterating the headers. The floor, and the baseline of every
@@ -21,6 +21,12 @@
 //! - `kafka-handler, tracing off` / `kafka-handler, 100% sampled`: the
 //!   `kafka_handler::Consumer` with a no-op `#[kafka_handler]` function that
 //!   counts records in a static and triggers the `Shutdown` at the last one.
+//!   It is a synchronous `fn`, so it runs on Tokio's blocking pool: one
+//!   hand-off to a blocking thread and back per record.
+//! - `kafka-handler async, tracing off` / `.. 100% sampled`: the same no-op
+//!   as an `async fn`, which runs on the group's task (polled once when it
+//!   starts, and done then). The like-for-like comparison with ruststream,
+//!   whose handlers are async.
 //! - `kafka-handler batch, tracing off` / `kafka-handler batch, 100%
 //!   sampled`: the same `Consumer` with a batch handler,
 //!   `batch(max_records = 500, max_wait = "50ms")`, that walks its batch and
@@ -34,18 +40,36 @@
 //!   metrics (one `messaging.process.duration` measurement and one
 //!   `messaging.client.consumed.messages` increment) are recorded; every
 //!   other configuration runs with the global no-op meter provider.
+//! - `ruststream, tracing off` / `ruststream, 100% sampled`: the closest
+//!   Rust peer, ruststream-rdkafka 0.7.1 (on the same rdkafka 0.39 and
+//!   opentelemetry 0.33), with an async handler calling the same no-op
+//!   (`impl Handle<Payload<'_>>`, a borrowed view of the payload: no codec,
+//!   no copy), on a `KafkaTopic` with the same consumer properties,
+//!   `StartOffset::Earliest` and `Commit::Tracked` (per-record
+//!   acknowledgement, at-least-once like kafka-handler), default workers.
+//!   Sampled, the app gets ruststream's `OpenTelemetry::consume_layer()`,
+//!   whose span per delivery is a `tracing` span: it reaches OpenTelemetry
+//!   through the tracing-opentelemetry layer of a global `tracing`
+//!   subscriber ([`Bridge`], what `ruststream::otel::Otel::init` installs),
+//!   which the bench switches on (at INFO) for these runs only. Its spans
+//!   are roots: they do not continue the producer's trace.
 //!
 //! "Tracing off" means no tracer provider is installed (the global no-op).
 //! "100% sampled" installs a fresh SDK provider per run: the default
-//! `ParentBased(AlwaysOn)` sampler, the batch span processor with its default
-//! configuration, `max_links_per_span` raised from the SDK's 128 to 1024 (a
-//! 500-record batch span has 500 links; no other span has more than one, so
-//! the limit changes nothing for them), and an exporter that counts spans and
-//! links and discards them; the table reports how many spans reached it (the
-//! batch span processor drops spans when its 2048-span queue is full) and
-//! that no link was dropped. The global propagator is
-//! `TraceContextPropagator` throughout, so extraction runs even with tracing
-//! off. No `tracing` subscriber is installed.
+//! `ParentBased(AlwaysOn)` sampler, the batch span processor with a queue of
+//! `BENCH_SPAN_QUEUE` spans (default 262,144; the SDK's default of 2,048
+//! dropped about 0.5% of the spans at these rates, since the processor drops
+//! spans when its queue is full) and its default export batch (512),
+//! `max_links_per_span` raised from the SDK's 128 to 1024 (a 500-record batch
+//! span has 500 links; no other span has more than one, so the limit changes
+//! nothing for them), and an exporter that counts spans and links and
+//! discards them; the table reports how many spans reached it against how
+//! many the run should have exported (one per record read, plus one per
+//! batch for the batch handler), marks any shortfall, and reports that no
+//! link was dropped. The global propagator is `TraceContextPropagator`
+//! throughout, so extraction runs even with tracing off. The global
+//! `tracing` subscriber ([`Bridge`]) is off except in the sampled ruststream
+//! runs: for every other configuration it is as if none were installed.
 //!
 //! Every consumer gets the same properties: `session.timeout.ms=1500`,
 //! `heartbeat.interval.ms=100` (`EmbeddedBroker::consumer_properties`),
@@ -66,10 +90,11 @@
 //! before (a partition's records stop arriving for more than 50 ms while the
 //! consumer reads the others), and it waits for `max_wait`. The batch table
 //! reports that tail and the rate up to the end of the last full batch
-//! beside the first-to-last rate. The set of nine runs is
+//! beside the first-to-last rate. The set of thirteen runs is
 //! repeated `BENCH_REPEATS` times (default 5), in a rotated order each time,
 //! reversed every other time, and the table reports medians and ratios
-//! against the raw `BaseConsumer` of the same process. The mock's rate is a
+//! against the raw `BaseConsumer` of the same process (and against ruststream
+//! of the same tracing). The mock's rate is a
 //! property of the mock: compare the ratios, not the absolute figures.
 //!
 //! Run it with `cargo bench -p kafka-handler --bench end_to_end`
@@ -84,6 +109,7 @@ use common::produce::TracedProducer;
 use common::{
     consumer_properties, env_u64, median, round_order, run_consumer, Exported, Telemetry,
 };
+use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -97,16 +123,26 @@ use kafka_handler::{
 use opentelemetry::metrics::noop::NoopMeterProvider;
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::noop::NoopTracerProvider;
-use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry::{global, Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracer, SdkTracerProvider};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers as _, Message as _};
 use rdkafka::ClientConfig;
+use ruststream::otel::OpenTelemetry;
+use ruststream::runtime::{
+    subscriber, AppInfo, Deserialized, Handle, HandlerOutcome, Input, RustStream, SoloDeserialized,
+    SubscriberSettings as _,
+};
+use ruststream_rdkafka::{Commit, KafkaBroker, KafkaTopic, StartOffset};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Layered, SubscriberExt as _};
+use tracing_subscriber::{reload, Registry};
 
 const TOPIC: &str = "bench-e2e";
 const PARTITIONS: i32 = 16;
@@ -134,8 +170,17 @@ struct RunState {
     shutdown: Option<Shutdown>,
 }
 
+/// The no-op handler as a synchronous function: it runs on Tokio's
+/// blocking pool, one hand-off per record.
 #[kafka_handler(topics = ["bench-e2e"], group = "bench")]
 fn count(payload: &[u8]) {
+    count_record(payload);
+}
+
+/// The same no-op as an `async fn`: it runs on the group's task, polled
+/// once when it starts (and done then), no hand-off.
+#[kafka_handler(topics = ["bench-e2e"], group = "bench")]
+async fn count_async(payload: &[u8]) {
     count_record(payload);
 }
 
@@ -478,16 +523,27 @@ fn run_hand_written(
     })
 }
 
-/// The kafka-handler `Consumer` with a counting no-op handler: [`count`],
-/// or the batch handler [`count_batch`] when `batch`.
+/// Which no-op handler a kafka-handler run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KhHandler {
+    /// [`count`], a synchronous function.
+    Sync,
+    /// [`count_async`], an `async fn`.
+    Async,
+    /// [`count_batch`], the batch handler.
+    Batch,
+}
+
+/// The kafka-handler `Consumer` with a counting no-op handler.
 fn run_kafka_handler(
     runtime: &tokio::runtime::Runtime,
     broker: &EmbeddedBroker,
     group: &str,
     expected: u64,
     telemetry: Option<&Telemetry>,
-    batch: bool,
+    handler: KhHandler,
 ) -> RunResult {
+    let batch = handler == KhHandler::Batch;
     let shutdown = Shutdown::new();
     HANDLED.store(0, Ordering::Relaxed);
     EXPECTED.store(expected, Ordering::Relaxed);
@@ -500,10 +556,10 @@ fn run_kafka_handler(
         last: None,
         shutdown: Some(shutdown.clone()),
     };
-    let handlers = if batch {
-        handlers![count_batch]
-    } else {
-        handlers![count]
+    let handlers = match handler {
+        KhHandler::Sync => handlers![count],
+        KhHandler::Async => handlers![count_async],
+        KhHandler::Batch => handlers![count_batch],
     };
     let mut builder = Consumer::builder()
         .brokers(broker.bootstrap_servers())
@@ -556,6 +612,180 @@ fn batch_run(first: Option<Instant>) -> BatchRun {
         to_last_full: first
             .zip(stats.last_full)
             .map(|(first, (end, read))| (read, end - first)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The closest Rust peer: ruststream-rdkafka.
+
+/// A record's payload as it arrived: ruststream's self-deserializing input
+/// that borrows the payload (no codec, no copy).
+struct Payload<'a>(&'a [u8]);
+
+impl Deserialized for Payload<'_> {
+    type Output<'a> = Payload<'a>;
+    type Error = Infallible;
+
+    fn from_payload(payload: &[u8]) -> Result<Payload<'_>, Infallible> {
+        Ok(Payload(payload))
+    }
+}
+
+impl Input for Payload<'_> {
+    type Axis = SoloDeserialized<Payload<'static>>;
+}
+
+/// The no-op handler as a ruststream handler: the same [`count_record`].
+struct CountRustStream;
+
+impl Handle<Payload<'_>> for CountRustStream {
+    async fn handle(
+        &self,
+        record: &Payload<'_>,
+        _outs: &(),
+        _ctx: &mut ruststream::runtime::Context<'_>,
+    ) -> Result<(), HandlerOutcome> {
+        count_record(record.0);
+        Ok(())
+    }
+}
+
+/// A ruststream-rdkafka service with [`CountRustStream`] on [`TOPIC`]: the
+/// same consumer properties as every other run, `StartOffset::Earliest`,
+/// `Commit::Tracked` (at-least-once: `enable.auto.offset.store=false`, each
+/// acknowledged record's offset stored, auto-commit flushing them; the
+/// closest to kafka-handler's commits after handling), default workers.
+/// With `telemetry`, the app gets ruststream's `OpenTelemetry` consume layer
+/// (a `ruststream.consume` `tracing` span per delivery) and the bench's
+/// `tracing` bridge sends those spans to the run's provider.
+fn run_ruststream(
+    runtime: &tokio::runtime::Runtime,
+    broker: &EmbeddedBroker,
+    group: &str,
+    expected: u64,
+    telemetry: Option<&Telemetry>,
+    bridge: &Bridge,
+) -> RunResult {
+    let shutdown = Shutdown::new();
+    HANDLED.store(0, Ordering::Relaxed);
+    EXPECTED.store(expected, Ordering::Relaxed);
+    *lock_run() = RunState {
+        first: None,
+        last: None,
+        shutdown: Some(shutdown.clone()),
+    };
+    let topic = || {
+        let mut topic = KafkaTopic::new(TOPIC)
+            .group(group)
+            .start(StartOffset::Earliest)
+            .commit(Commit::Tracked);
+        for (key, value) in consumer_properties(broker) {
+            topic = topic.config(key, value);
+        }
+        topic
+    };
+    let kafka = KafkaBroker::new([broker.bootstrap_servers().to_owned()]);
+    let stop = async {
+        tokio::select! {
+            () = shutdown.triggered() => {}
+            () = tokio::time::sleep(RUN_LIMIT) => {}
+        }
+    };
+    let app = RustStream::new(AppInfo::new("bench-e2e", "0.1.0"));
+    let outcome = match telemetry {
+        None => runtime.block_on(
+            app.with_broker(kafka, |b| {
+                let topic = topic();
+                b.include(
+                    subscriber(TOPIC, CountRustStream)
+                        .build()
+                        .map_source(|_| topic),
+                );
+            })
+            .run_until(stop),
+        ),
+        Some(telemetry) => {
+            bridge.enable(&telemetry.provider);
+            let outcome = runtime.block_on(
+                app.layer(OpenTelemetry::new().consume_layer())
+                    .with_broker(kafka, |b| {
+                        let topic = topic();
+                        b.include(
+                            subscriber(TOPIC, CountRustStream)
+                                .build()
+                                .map_source(|_| topic),
+                        );
+                    })
+                    .run_until(stop),
+            );
+            bridge.disable();
+            outcome
+        }
+    };
+    if let Err(err) = outcome {
+        eprintln!("the ruststream service failed: {err}");
+    }
+    let mut run = lock_run();
+    let read = HANDLED.load(Ordering::Relaxed);
+    let elapsed = match (run.first, run.last) {
+        (Some(first), Some(last)) => last - first,
+        (Some(first), None) => first.elapsed(),
+        _ => Duration::ZERO,
+    };
+    run.shutdown = None;
+    RunResult {
+        read,
+        elapsed,
+        exported: None,
+        batches: None,
+    }
+}
+
+type LevelLayer = reload::Layer<LevelFilter, Registry>;
+type BelowBridge = Layered<LevelLayer, Registry>;
+type BridgeLayer = tracing_opentelemetry::OpenTelemetryLayer<BelowBridge, SdkTracer>;
+
+/// The global `tracing` subscriber: a registry, a level filter, and the
+/// tracing-opentelemetry layer, both reloadable. Off (`LevelFilter::OFF`:
+/// every callsite's interest is "never" and the global max level is off, as
+/// with no subscriber at all) except during the sampled ruststream runs,
+/// whose spans are `tracing` spans and reach OpenTelemetry only through
+/// such a layer (what `ruststream::otel::Otel::init` installs). Every other
+/// configuration runs with it off, so the kafka-handler and hand-written
+/// runs see no `tracing` subscriber, as before.
+struct Bridge {
+    level: reload::Handle<LevelFilter, Registry>,
+    layer: reload::Handle<BridgeLayer, BelowBridge>,
+}
+
+impl Bridge {
+    fn install() -> Self {
+        let (level, level_handle) = reload::Layer::new(LevelFilter::OFF);
+        let idle = SdkTracerProvider::builder().build().tracer("idle");
+        let (layer, layer_handle) =
+            reload::Layer::new(tracing_opentelemetry::layer().with_tracer(idle));
+        tracing::subscriber::set_global_default(Registry::default().with(level).with(layer))
+            .expect("no other global tracing subscriber");
+        Bridge {
+            level: level_handle,
+            layer: layer_handle,
+        }
+    }
+
+    /// Sends `tracing` spans at `INFO` and above to `provider`.
+    fn enable(&self, provider: &SdkTracerProvider) {
+        self.layer
+            .reload(tracing_opentelemetry::layer().with_tracer(provider.tracer("ruststream")))
+            .expect("reloading the bridge");
+        self.level
+            .reload(LevelFilter::INFO)
+            .expect("reloading the level");
+    }
+
+    fn disable(&self) {
+        self.level
+            .reload(LevelFilter::OFF)
+            .expect("reloading the level");
     }
 }
 
@@ -614,7 +844,12 @@ enum Kind {
     HandWritten {
         sampled: bool,
     },
+    /// The synchronous no-op, [`count`] (blocking pool).
     KafkaHandler {
+        sampled: bool,
+    },
+    /// The `async fn` no-op, [`count_async`] (the group's task).
+    KafkaHandlerAsync {
         sampled: bool,
     },
     KafkaHandlerBatch {
@@ -622,23 +857,38 @@ enum Kind {
     },
     /// Tracing off, SDK meter provider installed.
     KafkaHandlerMetered,
+    /// ruststream-rdkafka with an async no-op.
+    RustStream {
+        sampled: bool,
+    },
 }
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 13] = [
     Kind::Raw,
     Kind::RawStream,
     Kind::HandWritten { sampled: false },
     Kind::HandWritten { sampled: true },
     Kind::KafkaHandler { sampled: false },
     Kind::KafkaHandler { sampled: true },
+    Kind::KafkaHandlerAsync { sampled: false },
+    Kind::KafkaHandlerAsync { sampled: true },
     Kind::KafkaHandlerBatch { sampled: false },
     Kind::KafkaHandlerBatch { sampled: true },
     Kind::KafkaHandlerMetered,
+    Kind::RustStream { sampled: false },
+    Kind::RustStream { sampled: true },
 ];
 
 /// `max_links_per_span` of every sampled run's provider: the SDK's default
 /// (128) would drop 372 of a 500-record batch span's links.
 const MAX_LINKS_PER_SPAN: u32 = 1024;
+
+/// The batch span processor's queue in every sampled run:
+/// `BENCH_SPAN_QUEUE`, default 262,144 (the SDK's default of 2,048 dropped
+/// about 0.5% of the spans at these rates).
+fn span_queue() -> usize {
+    env_u64("BENCH_SPAN_QUEUE", 262_144).max(1) as usize
+}
 
 impl Kind {
     fn describe(self) -> &'static str {
@@ -651,15 +901,33 @@ impl Kind {
             Kind::HandWritten { sampled: true } => {
                 "hand-written `StreamConsumer` + OTel, 100% sampled"
             }
-            Kind::KafkaHandler { sampled: false } => "kafka-handler `Consumer`, tracing off",
-            Kind::KafkaHandler { sampled: true } => "kafka-handler `Consumer`, 100% sampled",
+            Kind::KafkaHandler { sampled: false } => {
+                "kafka-handler `Consumer`, sync `fn` handler (blocking pool), tracing off"
+            }
+            Kind::KafkaHandler { sampled: true } => {
+                "kafka-handler `Consumer`, sync `fn` handler (blocking pool), 100% sampled"
+            }
+            Kind::KafkaHandlerAsync { sampled: false } => {
+                "kafka-handler `Consumer`, `async fn` handler, tracing off"
+            }
+            Kind::KafkaHandlerAsync { sampled: true } => {
+                "kafka-handler `Consumer`, `async fn` handler, 100% sampled"
+            }
             Kind::KafkaHandlerBatch { sampled: false } => {
                 "kafka-handler batch handler (500 / 50ms, `process` per record), tracing off"
             }
             Kind::KafkaHandlerBatch { sampled: true } => {
                 "kafka-handler batch handler (500 / 50ms, `process` per record), 100% sampled"
             }
-            Kind::KafkaHandlerMetered => "kafka-handler `Consumer`, tracing off, SDK metrics",
+            Kind::KafkaHandlerMetered => {
+                "kafka-handler `Consumer`, sync `fn` handler, tracing off, SDK metrics"
+            }
+            Kind::RustStream { sampled: false } => {
+                "ruststream-rdkafka 0.7.1, async handler, `Commit::Tracked`, tracing off"
+            }
+            Kind::RustStream { sampled: true } => {
+                "ruststream-rdkafka 0.7.1, async handler, `Commit::Tracked`, OTel consume layer + tracing bridge, 100% sampled"
+            }
         }
     }
 
@@ -671,9 +939,13 @@ impl Kind {
             Kind::HandWritten { sampled: true } => "hand-on",
             Kind::KafkaHandler { sampled: false } => "kh-off",
             Kind::KafkaHandler { sampled: true } => "kh-on",
+            Kind::KafkaHandlerAsync { sampled: false } => "kha-off",
+            Kind::KafkaHandlerAsync { sampled: true } => "kha-on",
             Kind::KafkaHandlerBatch { sampled: false } => "batch-off",
             Kind::KafkaHandlerBatch { sampled: true } => "batch-on",
             Kind::KafkaHandlerMetered => "kh-metrics",
+            Kind::RustStream { sampled: false } => "rs-off",
+            Kind::RustStream { sampled: true } => "rs-on",
         }
     }
 
@@ -682,42 +954,75 @@ impl Kind {
             self,
             Kind::HandWritten { sampled: true }
                 | Kind::KafkaHandler { sampled: true }
+                | Kind::KafkaHandlerAsync { sampled: true }
                 | Kind::KafkaHandlerBatch { sampled: true }
+                | Kind::RustStream { sampled: true }
         )
+    }
+
+    /// The ruststream configuration of the same tracing, to compare with.
+    fn peer(self) -> Kind {
+        Kind::RustStream {
+            sampled: self.sampled(),
+        }
+    }
+
+    /// The spans a sampled run should export: one `process` span per record,
+    /// plus one per batch for the batch handler; one `ruststream.consume`
+    /// span per delivery for ruststream.
+    fn expected_spans(self, result: &RunResult) -> u64 {
+        result.read + result.batches.map_or(0, |b| b.calls)
     }
 
     fn run(
         self,
         runtime: &tokio::runtime::Runtime,
         broker: &EmbeddedBroker,
+        bridge: &Bridge,
         group: &str,
         expected: u64,
     ) -> RunResult {
         // Tracing off: the global no-op provider, as `Telemetry::finish`
         // leaves it. Sampled: the same provider for every configuration; the
         // link limit only matters to batch spans (the others have at most
-        // one link).
+        // one link), and the queue is sized so that no span is dropped.
         let telemetry = if self.sampled() {
-            Some(Telemetry::install_with_max_links(MAX_LINKS_PER_SPAN))
+            Some(Telemetry::install_with_processor(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(span_queue())
+                    .build(),
+                |builder| builder.with_max_links_per_span(MAX_LINKS_PER_SPAN),
+            ))
         } else {
             global::set_tracer_provider(NoopTracerProvider::new());
             None
+        };
+        let kh = |handler| {
+            run_kafka_handler(
+                runtime,
+                broker,
+                group,
+                expected,
+                telemetry.as_ref(),
+                handler,
+            )
         };
         let mut result = match self {
             Kind::Raw => run_raw(broker, group, expected),
             Kind::RawStream => run_raw_stream(runtime, broker, group, expected),
             Kind::HandWritten { .. } => run_hand_written(runtime, broker, group, expected),
-            Kind::KafkaHandler { .. } => {
-                run_kafka_handler(runtime, broker, group, expected, telemetry.as_ref(), false)
-            }
+            Kind::KafkaHandler { .. } => kh(KhHandler::Sync),
+            Kind::KafkaHandlerAsync { .. } => kh(KhHandler::Async),
+            Kind::KafkaHandlerBatch { .. } => kh(KhHandler::Batch),
             Kind::KafkaHandlerMetered => {
                 let meter_provider = install_meter_provider();
-                let result = run_kafka_handler(runtime, broker, group, expected, None, false);
+                let result =
+                    run_kafka_handler(runtime, broker, group, expected, None, KhHandler::Sync);
                 uninstall_meter_provider(meter_provider);
                 result
             }
-            Kind::KafkaHandlerBatch { .. } => {
-                run_kafka_handler(runtime, broker, group, expected, telemetry.as_ref(), true)
+            Kind::RustStream { .. } => {
+                run_ruststream(runtime, broker, group, expected, telemetry.as_ref(), bridge)
             }
         };
         result.exported = telemetry.map(Telemetry::finish_tally);
@@ -733,6 +1038,7 @@ fn main() {
         Some(BatchOptions::new(BATCH_MAX_RECORDS, BATCH_MAX_WAIT)),
         "the batch handler's attribute and BATCH_MAX_RECORDS / BATCH_MAX_WAIT disagree"
     );
+    let bridge = Bridge::install();
     let (runtime, broker) = common::start();
     runtime
         .block_on(broker.create_topic(TOPIC, PARTITIONS))
@@ -751,9 +1057,9 @@ fn main() {
             }
             group_seq += 1;
             let group = format!("bench-{}-{group_seq}", kind.slug());
-            let result = kind.run(&runtime, &broker, &group, expected);
+            let result = kind.run(&runtime, &broker, &bridge, &group, expected);
             eprintln!(
-                "repeat {}/{repeats} {:>9}: read {} in {:.3?} = {:.0} records/s{}{}",
+                "repeat {}/{repeats} {:>10}: read {} in {:.3?} = {:.0} records/s{}{}",
                 repeat + 1,
                 kind.slug(),
                 result.read,
@@ -773,8 +1079,13 @@ fn main() {
                 result
                     .exported
                     .map(|e| format!(
-                        ", {} spans exported ({} links kept, {} dropped, at most {} on one span)",
-                        e.spans, e.links, e.dropped_links, e.max_links
+                        ", {} of {} spans exported ({} short; {} links kept, {} dropped, at most {} on one span)",
+                        e.spans,
+                        kind.expected_spans(&result),
+                        kind.expected_spans(&result).saturating_sub(e.spans),
+                        e.links,
+                        e.dropped_links,
+                        e.max_links
                     ))
                     .unwrap_or_default()
             );
@@ -794,6 +1105,7 @@ fn main() {
         .iter()
         .map(|&kind| median_of(kind, &RunResult::records_per_sec))
         .collect();
+    let index = |kind: Kind| KINDS.iter().position(|k| *k == kind).expect("a kind");
     let raw = medians[0];
     println!();
     println!(
@@ -802,7 +1114,9 @@ fn main() {
     );
     println!(
         "100% sampled runs: SDK provider with `with_max_links_per_span({MAX_LINKS_PER_SPAN})` (the default \
-         is 128), so each batch span keeps all its links (one per record); no other span has more than one."
+         is 128), so each batch span keeps all its links (one per record); no other span has more than one; \
+         batch span processor queue {} (`BENCH_SPAN_QUEUE`; the SDK's default is 2,048), export batches of 512.",
+        span_queue()
     );
     println!(
         "Batch handler: `batch(max_records = {BATCH_MAX_RECORDS}, max_wait = \"{}ms\")`, one \
@@ -810,11 +1124,19 @@ fn main() {
          single-record handler, from the first record processed to the last.",
         BATCH_MAX_WAIT.as_millis()
     );
+    println!(
+        "ruststream-rdkafka 0.7.1 (ruststream 0.7.7): an async handler (`impl Handle<Payload<'_>>`, a \
+         borrowed view of the payload, no codec) calling the same no-op; `KafkaTopic` with the same consumer \
+         properties, `StartOffset::Earliest`, `Commit::Tracked`. Sampled: `OpenTelemetry::new().consume_layer()` \
+         (a `tracing` span per delivery) and a global `tracing` subscriber with the tracing-opentelemetry \
+         layer on the run's provider, at INFO (off in every other run)."
+    );
     println!();
     println!(
-        "| consumer | records/s (median) | µs/record | × raw | runs (records/s) | records read | spans exported |"
+        "| consumer | records/s (median) | µs/record | × raw | × ruststream, same tracing | runs (records/s) | records read | spans exported / expected |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut dropped_spans = 0u64;
     for ((kind, runs), median) in KINDS.iter().zip(&results).zip(&medians) {
         let per_run: Vec<String> = runs
             .iter()
@@ -822,28 +1144,42 @@ fn main() {
             .collect();
         let reads: Vec<u64> = runs.iter().map(|r| r.read).collect();
         let all_read = reads.iter().all(|&r| r == expected);
-        let exported = runs.iter().filter_map(|r| r.exported);
-        let spans: u64 = exported.clone().map(|e| e.spans).sum();
-        let read: u64 = reads.iter().sum();
-        let spans = match kind {
-            _ if !kind.sampled() => "—".to_owned(),
-            Kind::KafkaHandlerBatch { .. } => {
-                let batches: u64 = runs.iter().filter_map(|r| r.batches).map(|b| b.calls).sum();
-                let dropped: u64 = exported.clone().map(|e| e.dropped_links).sum();
-                let max_links = exported.map(|e| e.max_links).max().unwrap_or(0);
-                format!(
-                    "{spans} / {read} records + {batches} batches ({:.1}%); up to {max_links} links \
-                     per span, {dropped} dropped",
-                    100.0 * spans as f64 / (read + batches).max(1) as f64
-                )
-            }
-            _ => format!(
-                "{spans} / {read} ({:.1}%)",
-                100.0 * spans as f64 / read.max(1) as f64
-            ),
+        let spans = if kind.sampled() {
+            let exported: u64 = runs
+                .iter()
+                .filter_map(|r| r.exported)
+                .map(|e| e.spans)
+                .sum();
+            let wanted: u64 = runs.iter().map(|r| kind.expected_spans(r)).sum();
+            let short = wanted.saturating_sub(exported);
+            dropped_spans += short;
+            let links = match kind {
+                Kind::KafkaHandlerBatch { .. } => {
+                    let exported = runs.iter().filter_map(|r| r.exported);
+                    let dropped: u64 = exported.clone().map(|e| e.dropped_links).sum();
+                    let max_links = exported.map(|e| e.max_links).max().unwrap_or(0);
+                    format!(
+                        " (records + batches); up to {max_links} links per span, {dropped} dropped"
+                    )
+                }
+                _ => String::new(),
+            };
+            let verdict = match exported.cmp(&wanted) {
+                std::cmp::Ordering::Less => format!("**{short} short**"),
+                std::cmp::Ordering::Equal => "none short".to_owned(),
+                std::cmp::Ordering::Greater => format!("{} more", exported - wanted),
+            };
+            format!("{exported} / {wanted}{links}: {verdict}")
+        } else {
+            "—".to_owned()
+        };
+        let versus_peer = if matches!(kind, Kind::RustStream { .. }) {
+            "1.00×".to_owned()
+        } else {
+            format!("{:.2}×", median / medians[index(kind.peer())])
         };
         println!(
-            "| {} | {:.0} | {:.2} | {:.2}× | {} | {} | {spans} |",
+            "| {} | {:.0} | {:.2} | {:.2}× | {versus_peer} | {} | {} | {spans} |",
             kind.describe(),
             median,
             1e6 / median.max(1e-9),
@@ -856,39 +1192,76 @@ fn main() {
             },
         );
     }
+    println!();
+    println!(
+        "spans: {}",
+        if dropped_spans == 0 {
+            "every sampled run exported every span it should have".to_owned()
+        } else {
+            format!("**{dropped_spans} spans short** over the sampled runs (dropped by the batch span processor?)")
+        }
+    );
 
-    let index = |kind: Kind| KINDS.iter().position(|k| *k == kind).expect("a kind");
     let ratio = |kind: Kind| medians[index(kind)] / raw;
-    let kh_on = ratio(Kind::KafkaHandler { sampled: true });
-    let kh_off = ratio(Kind::KafkaHandler { sampled: false });
-    let kh_metrics = ratio(Kind::KafkaHandlerMetered);
+    let verdict = |met: bool| if met { "met" } else { "**missed**" };
     let hand_on = ratio(Kind::HandWritten { sampled: true });
     let hand_off = ratio(Kind::HandWritten { sampled: false });
-    let verdict = |met: bool| if met { "met" } else { "**missed**" };
+    let rs_on = ratio(Kind::RustStream { sampled: true });
+    let rs_off = ratio(Kind::RustStream { sampled: false });
     println!();
-    println!("| target | measured | |");
-    println!("|---|---|---|");
+    println!("| target | handler | measured | |");
+    println!("|---|---|---|---|");
+    for (label, on, off) in [
+        (
+            "sync `fn` (blocking pool)",
+            Kind::KafkaHandler { sampled: true },
+            Kind::KafkaHandler { sampled: false },
+        ),
+        (
+            "`async fn`",
+            Kind::KafkaHandlerAsync { sampled: true },
+            Kind::KafkaHandlerAsync { sampled: false },
+        ),
+    ] {
+        let (kh_on, kh_off) = (ratio(on), ratio(off));
+        println!(
+            "| kafka-handler 100% sampled ≥ 0.85× raw | {label} | {kh_on:.2}× | {} |",
+            verdict(kh_on >= 0.85)
+        );
+        println!(
+            "| kafka-handler tracing off ≥ 0.95× raw | {label} | {kh_off:.2}× | {} |",
+            verdict(kh_off >= 0.95)
+        );
+        println!(
+            "| never slower than hand-written, 100% sampled | {label} | {kh_on:.2}× vs {hand_on:.2}× raw (kafka-handler ÷ hand-written = {:.2}) | {} |",
+            kh_on / hand_on,
+            verdict(kh_on >= hand_on)
+        );
+        println!(
+            "| never slower than hand-written, tracing off | {label} | {kh_off:.2}× vs {hand_off:.2}× raw (kafka-handler ÷ hand-written = {:.2}) | {} |",
+            kh_off / hand_off,
+            verdict(kh_off >= hand_off)
+        );
+        println!(
+            "| (reference) ÷ ruststream, 100% sampled | {label} | {kh_on:.2}× vs {rs_on:.2}× raw = {:.2} | |",
+            kh_on / rs_on
+        );
+        println!(
+            "| (reference) ÷ ruststream, tracing off | {label} | {kh_off:.2}× vs {rs_off:.2}× raw = {:.2} | |",
+            kh_off / rs_off
+        );
+    }
+    let kh_off = ratio(Kind::KafkaHandler { sampled: false });
+    let kh_metrics = ratio(Kind::KafkaHandlerMetered);
     println!(
-        "| kafka-handler 100% sampled ≥ 0.85× raw | {kh_on:.2}× | {} |",
-        verdict(kh_on >= 0.85)
-    );
-    println!(
-        "| kafka-handler tracing off ≥ 0.95× raw | {kh_off:.2}× | {} |",
-        verdict(kh_off >= 0.95)
-    );
-    println!(
-        "| never slower than hand-written, 100% sampled | {kh_on:.2}× vs {hand_on:.2}× raw (kafka-handler ÷ hand-written = {:.2}) | {} |",
-        kh_on / hand_on,
-        verdict(kh_on >= hand_on)
-    );
-    println!(
-        "| never slower than hand-written, tracing off | {kh_off:.2}× vs {hand_off:.2}× raw (kafka-handler ÷ hand-written = {:.2}) | {} |",
-        kh_off / hand_off,
-        verdict(kh_off >= hand_off)
-    );
-    println!(
-        "| metrics' cost (reference): tracing off with an SDK meter provider | {kh_metrics:.2}× raw, {:.2}× tracing off without one | |",
+        "| metrics' cost (reference): tracing off with an SDK meter provider | sync `fn` | {kh_metrics:.2}× raw, {:.2}× tracing off without one | |",
         kh_metrics / kh_off
+    );
+    println!(
+        "| the blocking pool's hand-off (reference): sync ÷ async | | tracing off {:.2}, 100% sampled {:.2} | |",
+        kh_off / ratio(Kind::KafkaHandlerAsync { sampled: false }),
+        ratio(Kind::KafkaHandler { sampled: true })
+            / ratio(Kind::KafkaHandlerAsync { sampled: true })
     );
 
     // The batch handler against the floor and the single-record handler of
@@ -921,9 +1294,10 @@ fn main() {
     row("**batch ÷ raw `BaseConsumer`**", &|s| {
         format!("**{:.2}×**", batch(s) / raw)
     });
-    row("**batch ÷ single-record kafka-handler**", &|s| {
-        format!("**{:.2}**", batch(s) / single(s))
-    });
+    row(
+        "**batch ÷ single-record kafka-handler (sync `fn`, as the batch handler)**",
+        &|s| format!("**{:.2}**", batch(s) / single(s)),
+    );
     row("batch ÷ single, run by run (same repeat)", &|s| {
         batch_runs(s)
             .iter()
@@ -937,9 +1311,10 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     });
-    row("single-record kafka-handler ÷ raw (reference)", &|s| {
-        format!("{:.2}×", single(s) / raw)
-    });
+    row(
+        "single-record kafka-handler (sync `fn`) ÷ raw (reference)",
+        &|s| format!("{:.2}×", single(s) / raw),
+    );
     row(
         "records/s up to the end of the last full batch (median; without the end-of-input tail)",
         &|s| format!("{:.0}", to_last_full(s)),

@@ -14,7 +14,8 @@ use opentelemetry::trace::noop::NoopTracerProvider;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter, TracerProviderBuilder,
+    BatchConfig, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
+    TracerProviderBuilder,
 };
 
 /// Sets `TraceContextPropagator` as the global propagator, and starts a
@@ -111,8 +112,20 @@ impl Telemetry {
     pub(crate) fn install_with(
         configure: impl FnOnce(TracerProviderBuilder) -> TracerProviderBuilder,
     ) -> Self {
+        Self::install_with_processor(BatchConfig::default(), configure)
+    }
+
+    /// As [`Self::install_with`], with the batch span processor configured
+    /// by `batch` (its queue, which drops spans when full, and its export
+    /// batch size).
+    pub(crate) fn install_with_processor(
+        batch: BatchConfig,
+        configure: impl FnOnce(TracerProviderBuilder) -> TracerProviderBuilder,
+    ) -> Self {
         let tally = Tally::default();
-        let processor = BatchSpanProcessor::builder(tally.clone()).build();
+        let processor = BatchSpanProcessor::builder(tally.clone())
+            .with_batch_config(batch)
+            .build();
         let provider = configure(SdkTracerProvider::builder())
             .with_span_processor(processor)
             .build();

@@ -64,6 +64,18 @@ impl TracedProducer {
         payload: &[u8],
         trace: u64,
     ) -> KafkaResult<()> {
+        self.send_keyed(topic, partition, None, payload, trace)
+    }
+
+    /// As [`Self::send`], with the record key `key` (none when `None`).
+    pub(crate) fn send_keyed(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        trace: u64,
+    ) -> KafkaResult<()> {
         let traceparent = format!(
             "00-{:016x}{:016x}-{:016x}-01",
             0x4bf9_2f35_77b3_4da6_u64,
@@ -78,6 +90,9 @@ impl TracedProducer {
             .partition(partition)
             .payload(payload)
             .headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
