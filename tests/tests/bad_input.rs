@@ -279,9 +279,6 @@ async fn every_record_is_handled_or_dead_lettered_exactly_once() {
 
     let handler = dead_lettering(retarget(handlers![mixed], &topic, &group), 1, &dlq);
     // All committed means all resolved: handled, or the copy acknowledged.
-    // Slow with the default `fetch.wait.max.ms` (500 ms): a partition that
-    // resumes after a failed record waits out the fetch in flight, so each
-    // of the ~50 failures per partition costs about half a second.
     let resolved = wait_for_commits(Duration::from_secs(180), &broker, &group, &topic, &ends);
     run_until(&broker, vec![handler], resolved).await;
     assert_eq!(

@@ -19,6 +19,22 @@ const OWNED_PROPERTIES: [(&str, &str); 2] = [
 /// commits go through; every 5 s unless `statistics.interval.ms` is set.
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
+/// How long the broker may hold a fetch that finds no new record
+/// (librdkafka's default is 500 ms). When the consumer pauses a partition it
+/// holds a full window of, librdkafka drops what it had prefetched of it;
+/// on resume it fetches again, but only once the fetch in flight returns,
+/// which waits this long when the prefetch had reached the end of the log.
+/// An idle consumer sends a few more empty fetches.
+const FETCH_WAIT_MAX_MS: &str = "100";
+
+/// How long librdkafka postpones a partition's next fetch once its local
+/// queue is over its thresholds (librdkafka's default is 1,000 ms). The
+/// consumer takes records as fast as they come and bounds what it holds
+/// itself (pausing a partition at a full window), so a second-long pause in
+/// fetching, after a resume or whenever the consumer was briefly behind,
+/// only idles it.
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// librdkafka's default `max.poll.interval.ms`.
 const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_millis(300_000);
 
@@ -49,7 +65,9 @@ pub(crate) fn client_config(
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     for (key, value) in properties {
         config.set(key, value);
     }
