@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::ClientConfig;
 
 use crate::dead_letter::{DeadLetterConfig, DeadLetters};
@@ -18,7 +18,7 @@ use crate::resolve::Resolver;
 use crate::shutdown::Shutdown;
 
 use super::config;
-use super::offsets::Offsets;
+use super::offsets::{self, Offsets};
 use super::rebalance::GroupContext;
 use super::Timings;
 
@@ -64,8 +64,7 @@ impl GroupHandlers {
     }
 
     /// Builds the group's client configuration and has librdkafka validate
-    /// it. The Kafka consumer itself is created by [`Group::run`], inside the
-    /// async runtime: rdkafka's stream consumer spawns a task.
+    /// it. The Kafka consumer itself is created by [`Group::connect`].
     pub(super) fn configure(
         self,
         brokers: &str,
@@ -127,9 +126,10 @@ impl Group {
         self.routes.iter().map(|(t, _)| t.as_str()).collect()
     }
 
-    /// Creates the group's Kafka consumer and runs its poll loop until
-    /// `shutdown` is triggered or the group fails.
-    pub(super) async fn run(&self, shutdown: &Shutdown) -> Result<(), Error> {
+    /// Creates the group's Kafka consumer, its processors and dead-letter
+    /// producer: the group, ready for its poll loop. Inside the async
+    /// runtime: rdkafka's stream consumer spawns a task.
+    pub(super) fn connect(&self, shutdown: &Shutdown) -> Result<RunningGroup<'_>, Error> {
         let metrics = Metrics::new();
         let group: Arc<str> = self.group.as_str().into();
         let processors = self
@@ -175,7 +175,7 @@ impl Group {
                     err,
                 )
             })?;
-        let running = RunningGroup {
+        Ok(RunningGroup {
             group: self,
             consumer,
             offsets,
@@ -183,8 +183,7 @@ impl Group {
             dead_letters,
             metrics,
             shutdown: shutdown.clone(),
-        };
-        running.run().await
+        })
     }
 }
 
@@ -218,6 +217,30 @@ impl RunningGroup<'_> {
             metrics: &self.metrics,
             shutdown: &self.shutdown,
         }
+    }
+
+    /// Commits the watermarks that moved, in the background.
+    pub(super) fn commit_async(&self) {
+        let group = &self.group;
+        offsets::commit_async(&self.consumer, &self.offsets, &group.health, &group.group);
+    }
+
+    /// Commits every watermark not yet confirmed, and waits for the answer.
+    pub(super) fn commit_unconfirmed(&self) -> KafkaResult<()> {
+        let group = &self.group;
+        offsets::commit_unconfirmed(&self.consumer, &self.offsets, &group.health, &group.group)
+    }
+
+    /// The error of a final commit that failed.
+    pub(super) fn final_commit_failed(&self, err: KafkaError) -> Error {
+        self.group.health.commit_failed(&err);
+        Error::kafka(
+            format!(
+                "committing offsets of group `{}` at shutdown",
+                self.group.group
+            ),
+            err,
+        )
     }
 
     /// The error that stops the group when its consumer reports `err`:

@@ -291,7 +291,10 @@ impl Consumer {
             let shutdown = shutdown.clone();
             let health = group.health.clone();
             let task = tasks.spawn(async move {
-                let result = group.run(&shutdown).await;
+                let result = match group.connect(&shutdown) {
+                    Ok(running) => running.run().await,
+                    Err(error) => Err(error),
+                };
                 let error = result.as_ref().err().map(|e| e as &dyn std::fmt::Display);
                 group.health.stopped(error);
                 result

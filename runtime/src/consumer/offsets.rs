@@ -21,12 +21,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::error::Error;
-
-use super::group::RunningGroup;
+use crate::health::GroupHealth;
 
 /// One assignment of a partition to this member. A partition revoked and
 /// assigned again gets a new id, so what was in flight for the old one
@@ -293,40 +291,37 @@ pub(crate) fn commit_sync<C: ConsumerContext>(
     Ok(())
 }
 
-impl RunningGroup<'_> {
-    /// Commits the watermarks that moved, in the background.
-    pub(super) fn commit_async(&self) {
-        let Some(list) = crate::lock(&self.offsets).take_unsent() else {
-            return;
-        };
-        if let Err(err) = self.consumer.commit(&list, CommitMode::Async) {
-            self.group.health.commit_failed(&err);
-            tracing::warn!(target: "kafka_handler", group = %self.group.group, error = %err, "periodic commit failed");
-        }
+/// Commits the watermarks of `group` that moved, in the background.
+pub(crate) fn commit_async<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    offsets: &Mutex<Offsets>,
+    health: &GroupHealth,
+    group: &str,
+) {
+    let Some(list) = crate::lock(offsets).take_unsent() else {
+        return;
+    };
+    if let Err(err) = consumer.commit(&list, CommitMode::Async) {
+        health.commit_failed(&err);
+        tracing::warn!(target: "kafka_handler", group, error = %err, "periodic commit failed");
     }
+}
 
-    /// Commits every watermark not yet confirmed, and waits for the answer.
-    pub(super) fn commit_unconfirmed(&self) -> KafkaResult<()> {
-        let Some(list) = crate::lock(&self.offsets).unconfirmed(|_, _| true) else {
-            return Ok(());
-        };
-        commit_sync(&self.consumer, &self.offsets, &list)?;
-        self.group.health.commits_succeeded();
-        tracing::info!(target: "kafka_handler", group = %self.group.group, "offsets committed at shutdown");
-        Ok(())
-    }
-
-    /// The error of a final commit that failed.
-    pub(super) fn final_commit_failed(&self, err: KafkaError) -> Error {
-        self.group.health.commit_failed(&err);
-        Error::kafka(
-            format!(
-                "committing offsets of group `{}` at shutdown",
-                self.group.group
-            ),
-            err,
-        )
-    }
+/// Commits every watermark of `group` not yet confirmed, and waits for the
+/// answer.
+pub(crate) fn commit_unconfirmed<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    offsets: &Mutex<Offsets>,
+    health: &GroupHealth,
+    group: &str,
+) -> KafkaResult<()> {
+    let Some(list) = crate::lock(offsets).unconfirmed(|_, _| true) else {
+        return Ok(());
+    };
+    commit_sync(consumer, offsets, &list)?;
+    health.commits_succeeded();
+    tracing::info!(target: "kafka_handler", group, "offsets committed at shutdown");
+    Ok(())
 }
 
 #[cfg(test)]
