@@ -21,12 +21,14 @@
 //! - `kafka-handler, tracing off` / `kafka-handler, 100% sampled`: the
 //!   `kafka_handler::Consumer` with a no-op `#[kafka_handler]` function that
 //!   counts records in a static and triggers the `Shutdown` at the last one.
-//!   It is a synchronous `fn`, so it runs on Tokio's blocking pool: one
-//!   hand-off to a blocking thread and back per record.
+//!   It is a synchronous `fn` whose calls return within 1 ms, so it runs
+//!   inline, on the group's task, with no hand-off (a synchronous handler
+//!   moves to Tokio's blocking pool only after 3 calls in a row over 1 ms,
+//!   which a no-op does not make).
 //! - `kafka-handler async, tracing off` / `.. 100% sampled`: the same no-op
-//!   as an `async fn`, which runs on the group's task (polled once when it
-//!   starts, and done then). The like-for-like comparison with ruststream,
-//!   whose handlers are async.
+//!   as an `async fn`, which also runs on the group's task (polled once
+//!   when it starts, and done then). The like-for-like comparison with
+//!   ruststream, whose handlers are async.
 //! - `kafka-handler batch, tracing off` / `kafka-handler batch, 100%
 //!   sampled`: the same `Consumer` with a batch handler,
 //!   `batch(max_records = 500, max_wait = "50ms")`, that walks its batch and
@@ -66,10 +68,14 @@
 //! discards them; the table reports how many spans reached it against how
 //! many the run should have exported (one per record read, plus one per
 //! batch for the batch handler), marks any shortfall, and reports that no
-//! link was dropped. The global propagator is `TraceContextPropagator`
-//! throughout, so extraction runs even with tracing off. The global
-//! `tracing` subscriber ([`Bridge`]) is off except in the sampled ruststream
-//! runs: for every other configuration it is as if none were installed.
+//! link was dropped. The global propagator is kafka-handler's default
+//! throughout (`Propagation::default().install()`: W3C trace context and
+//! baggage, read with kafka-handler's own parser; what the quickstart and
+//! the generated binaries install), so extraction runs even with tracing
+//! off; the hand-written loop extracts through it too, so it stays
+//! comparable. The global `tracing` subscriber ([`Bridge`]) is off except
+//! in the sampled ruststream runs: for every other configuration it is as
+//! if none were installed.
 //!
 //! Every consumer gets the same properties: `session.timeout.ms=1500`,
 //! `heartbeat.interval.ms=100` (`EmbeddedBroker::consumer_properties`),
@@ -102,47 +108,42 @@
 //! `BENCH_ONLY=kh-on,batch-on` runs only the configurations named (by the
 //! names of the per-run lines) and skips the tables, and
 //! `BENCH_BATCH_TIMELINE=1` prints every call of the batch handler.
+//!
+//! This file holds the kafka-handler handlers and runs, and the orchestration.
+//! The other consumers, the meter provider and the tables live in
+//! `end_to_end/` (not in `common/`, which every bench compiles: they use this
+//! bench's own items): `rdkafka_loops.rs` (the raw loops and the hand-written
+//! one), `ruststream.rs` (the peer and its `tracing` bridge),
+//! `meter_provider.rs`, and `report.rs`.
 
 mod common;
+#[path = "end_to_end/meter_provider.rs"]
+mod meter_provider;
+#[path = "end_to_end/rdkafka_loops.rs"]
+mod rdkafka_loops;
+#[path = "end_to_end/report.rs"]
+mod report;
+#[path = "end_to_end/ruststream.rs"]
+mod ruststream;
 
 use common::produce::TracedProducer;
-use common::{
-    consumer_properties, env_u64, median, round_order, run_consumer, Exported, Telemetry,
-};
-use std::convert::Infallible;
+use common::{consumer_properties, env_u64, round_order, run_consumer, Exported, Telemetry};
+use meter_provider::{install_meter_provider, uninstall_meter_provider};
+use rdkafka_loops::{run_hand_written, run_raw, run_raw_stream};
+use report::Report;
+use ruststream::{run_ruststream, Bridge};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
 use kafka_handler::testing::EmbeddedBroker;
 use kafka_handler::{
     handlers, kafka_handler, Batch, BatchOptions, Consumer, HandlerFactory, Shutdown,
 };
-use opentelemetry::metrics::noop::NoopMeterProvider;
-use opentelemetry::propagation::Extractor;
+use opentelemetry::global;
 use opentelemetry::trace::noop::NoopTracerProvider;
-use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _};
-use opentelemetry::{global, Context, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
-use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracer, SdkTracerProvider};
-use opentelemetry_semantic_conventions::attribute as semconv;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
-use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers as _, Message as _};
-use rdkafka::ClientConfig;
-use ruststream::otel::OpenTelemetry;
-use ruststream::runtime::{
-    subscriber, AppInfo, Deserialized, Handle, HandlerOutcome, Input, RustStream, SoloDeserialized,
-    SubscriberSettings as _,
-};
-use ruststream_rdkafka::{Commit, KafkaBroker, KafkaTopic, StartOffset};
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::{Layered, SubscriberExt as _};
-use tracing_subscriber::{reload, Registry};
+use opentelemetry_sdk::trace::BatchConfigBuilder;
 
 const TOPIC: &str = "bench-e2e";
 const PARTITIONS: i32 = 16;
@@ -153,7 +154,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------
 // The kafka-handler handler and its completion detection.
 
-/// Records handled in the current kafka-handler run.
+/// Records handled in the current run (kafka-handler or ruststream).
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 /// How many records the current run expects.
 static EXPECTED: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -170,14 +171,14 @@ struct RunState {
     shutdown: Option<Shutdown>,
 }
 
-/// The no-op handler as a synchronous function: it runs on Tokio's
-/// blocking pool, one hand-off per record.
+/// The no-op handler as a synchronous function: its calls return well
+/// within 1 ms, so it runs inline on the group's task, no hand-off.
 #[kafka_handler(topics = ["bench-e2e"], group = "bench")]
 fn count(payload: &[u8]) {
     count_record(payload);
 }
 
-/// The same no-op as an `async fn`: it runs on the group's task, polled
+/// The same no-op as an `async fn`: it runs on the group's task too, polled
 /// once when it starts (and done then), no hand-off.
 #[kafka_handler(topics = ["bench-e2e"], group = "bench")]
 async fn count_async(payload: &[u8]) {
@@ -271,6 +272,40 @@ fn lock_run() -> std::sync::MutexGuard<'static, RunState> {
     RUN.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
+/// Resets the count for a run of a consumer whose handler calls
+/// [`count_record`] and that expects `expected` records; the run's shutdown
+/// handle, triggered at the last record.
+fn start_counting(expected: u64) -> Shutdown {
+    let shutdown = Shutdown::new();
+    HANDLED.store(0, Ordering::Relaxed);
+    EXPECTED.store(expected, Ordering::Relaxed);
+    *lock_run() = RunState {
+        first: None,
+        last: None,
+        shutdown: Some(shutdown.clone()),
+    };
+    shutdown
+}
+
+/// What the run [`start_counting`] started counted: the records handled,
+/// timed from the first to the last (to now when the last never came).
+fn finish_counting() -> RunResult {
+    let mut run = lock_run();
+    let read = HANDLED.load(Ordering::Relaxed);
+    let elapsed = match (run.first, run.last) {
+        (Some(first), Some(last)) => last - first,
+        (Some(first), None) => first.elapsed(),
+        _ => Duration::ZERO,
+    };
+    run.shutdown = None;
+    RunResult {
+        read,
+        elapsed,
+        exported: None,
+        batches: None,
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Producing.
 
@@ -304,7 +339,8 @@ fn produce(broker: &EmbeddedBroker, records: u64) -> u64 {
 }
 
 // ---------------------------------------------------------------------------
-// The consumers.
+// What a run measures, and the kafka-handler runs (the other consumers are
+// in `end_to_end/`).
 
 /// What the batch handler's calls of one run amounted to.
 #[derive(Clone, Copy, Debug)]
@@ -342,187 +378,6 @@ impl RunResult {
     }
 }
 
-fn consumer_config(broker: &EmbeddedBroker, group: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false");
-    for (key, value) in consumer_properties(broker) {
-        config.set(key, value);
-    }
-    config
-}
-
-/// The floor: a `BaseConsumer` poll loop reading payload and headers.
-fn run_raw(broker: &EmbeddedBroker, group: &str, expected: u64) -> RunResult {
-    let consumer: BaseConsumer = consumer_config(broker, group)
-        .create()
-        .expect("creating the consumer");
-    consumer.subscribe(&[TOPIC]).expect("subscribing");
-    let deadline = Instant::now() + RUN_LIMIT;
-    let mut read = 0u64;
-    let mut first = None;
-    let mut last = Instant::now();
-    while read < expected && Instant::now() < deadline {
-        let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = match polled {
-            Ok(message) => message,
-            Err(err) => {
-                eprintln!("consumer error: {err}");
-                continue;
-            }
-        };
-        black_box(message.payload());
-        if let Some(headers) = message.headers() {
-            for header in headers.iter() {
-                black_box((header.key, header.value));
-            }
-        }
-        read += 1;
-        last = Instant::now();
-        first.get_or_insert(last);
-    }
-    RunResult {
-        read,
-        elapsed: first.map_or(Duration::ZERO, |first| last - first),
-        exported: None,
-        batches: None,
-    }
-}
-
-/// The same work as [`run_raw`] on a `StreamConsumer` (`stream().next()`),
-/// without tracing: what the consumer type alone costs.
-fn run_raw_stream(
-    runtime: &tokio::runtime::Runtime,
-    broker: &EmbeddedBroker,
-    group: &str,
-    expected: u64,
-) -> RunResult {
-    drive_stream(runtime, broker, group, expected, |message| {
-        black_box(message.payload());
-        if let Some(headers) = message.headers() {
-            for header in headers.iter() {
-                black_box((header.key, header.value));
-            }
-        }
-    })
-}
-
-/// Reads `expected` records with a `StreamConsumer` in a fresh group,
-/// calling `per_message` on each; times the first record to the last.
-fn drive_stream(
-    runtime: &tokio::runtime::Runtime,
-    broker: &EmbeddedBroker,
-    group: &str,
-    expected: u64,
-    mut per_message: impl FnMut(&BorrowedMessage<'_>),
-) -> RunResult {
-    runtime.block_on(async {
-        let consumer: StreamConsumer = consumer_config(broker, group)
-            .create()
-            .expect("creating the consumer");
-        consumer.subscribe(&[TOPIC]).expect("subscribing");
-        let deadline = tokio::time::sleep(RUN_LIMIT);
-        tokio::pin!(deadline);
-        let mut stream = consumer.stream();
-        let mut read = 0u64;
-        let mut first = None;
-        let mut last = Instant::now();
-        while read < expected {
-            let polled = tokio::select! {
-                polled = stream.next() => polled,
-                () = &mut deadline => break,
-            };
-            let message = match polled {
-                Some(Ok(message)) => message,
-                Some(Err(err)) => {
-                    eprintln!("consumer error: {err}");
-                    continue;
-                }
-                None => break,
-            };
-            per_message(&message);
-            read += 1;
-            last = Instant::now();
-            first.get_or_insert(last);
-        }
-        drop(stream);
-        RunResult {
-            read,
-            elapsed: first.map_or(Duration::ZERO, |first| last - first),
-            exported: None,
-            batches: None,
-        }
-    })
-}
-
-/// An OpenTelemetry extractor over rdkafka headers: the last header of a
-/// key wins.
-struct HeaderExtractor<'a>(&'a BorrowedHeaders);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .filter(|header| header.key == key)
-            .last()?
-            .value
-            .and_then(|value| std::str::from_utf8(value).ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|header| header.key).collect()
-    }
-}
-
-/// What users write today: a `StreamConsumer` loop with a hand-made span.
-fn run_hand_written(
-    runtime: &tokio::runtime::Runtime,
-    broker: &EmbeddedBroker,
-    group: &str,
-    expected: u64,
-) -> RunResult {
-    let tracer = global::tracer("hand-written");
-    let group_name: String = group.to_owned();
-    drive_stream(runtime, broker, group, expected, |message| {
-        let parent = match message.headers() {
-            Some(headers) => global::get_text_map_propagator(|propagator| {
-                propagator.extract(&HeaderExtractor(headers))
-            }),
-            None => Context::new(),
-        };
-        let span = tracer
-            .span_builder(format!("process {}", message.topic()))
-            .with_kind(SpanKind::Consumer)
-            .with_attributes([
-                KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
-                KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
-                KeyValue::new(
-                    semconv::MESSAGING_DESTINATION_NAME,
-                    message.topic().to_owned(),
-                ),
-                KeyValue::new(
-                    semconv::MESSAGING_DESTINATION_PARTITION_ID,
-                    message.partition().to_string(),
-                ),
-                KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, message.offset()),
-                KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, group_name.clone()),
-            ])
-            .start_with_context(&tracer, &parent);
-        let cx = parent.with_span(span);
-        {
-            let _attached = cx.clone().attach();
-            // The no-op handler.
-            black_box(message.payload());
-        }
-        cx.span().end();
-    })
-}
-
 /// Which no-op handler a kafka-handler run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KhHandler {
@@ -543,19 +398,11 @@ fn run_kafka_handler(
     telemetry: Option<&Telemetry>,
     handler: KhHandler,
 ) -> RunResult {
-    let batch = handler == KhHandler::Batch;
-    let shutdown = Shutdown::new();
-    HANDLED.store(0, Ordering::Relaxed);
-    EXPECTED.store(expected, Ordering::Relaxed);
     *BATCHES.lock().unwrap_or_else(|poison| poison.into_inner()) = BatchStats {
         timeline: std::env::var_os("BENCH_BATCH_TIMELINE").map(|_| Vec::new()),
         ..BatchStats::new()
     };
-    *lock_run() = RunState {
-        first: None,
-        last: None,
-        shutdown: Some(shutdown.clone()),
-    };
+    let shutdown = start_counting(expected);
     let handlers = match handler {
         KhHandler::Sync => handlers![count],
         KhHandler::Async => handlers![count_async],
@@ -573,20 +420,12 @@ fn run_kafka_handler(
     }
     let consumer = builder.build().expect("a valid consumer configuration");
     run_consumer(runtime, consumer, shutdown, RUN_LIMIT);
-    let mut run = lock_run();
-    let read = HANDLED.load(Ordering::Relaxed);
-    let elapsed = match (run.first, run.last) {
-        (Some(first), Some(last)) => last - first,
-        (Some(first), None) => first.elapsed(),
-        _ => Duration::ZERO,
-    };
-    run.shutdown = None;
-    RunResult {
-        read,
-        elapsed,
-        exported: None,
-        batches: batch.then(|| batch_run(run.first)),
+    let first = lock_run().first;
+    let mut result = finish_counting();
+    if handler == KhHandler::Batch {
+        result.batches = Some(batch_run(first));
     }
+    result
 }
 
 /// The batch handler's calls of the run that started at `first`; prints
@@ -616,226 +455,7 @@ fn batch_run(first: Option<Instant>) -> BatchRun {
 }
 
 // ---------------------------------------------------------------------------
-// The closest Rust peer: ruststream-rdkafka.
-
-/// A record's payload as it arrived: ruststream's self-deserializing input
-/// that borrows the payload (no codec, no copy).
-struct Payload<'a>(&'a [u8]);
-
-impl Deserialized for Payload<'_> {
-    type Output<'a> = Payload<'a>;
-    type Error = Infallible;
-
-    fn from_payload(payload: &[u8]) -> Result<Payload<'_>, Infallible> {
-        Ok(Payload(payload))
-    }
-}
-
-impl Input for Payload<'_> {
-    type Axis = SoloDeserialized<Payload<'static>>;
-}
-
-/// The no-op handler as a ruststream handler: the same [`count_record`].
-struct CountRustStream;
-
-impl Handle<Payload<'_>> for CountRustStream {
-    async fn handle(
-        &self,
-        record: &Payload<'_>,
-        _outs: &(),
-        _ctx: &mut ruststream::runtime::Context<'_>,
-    ) -> Result<(), HandlerOutcome> {
-        count_record(record.0);
-        Ok(())
-    }
-}
-
-/// A ruststream-rdkafka service with [`CountRustStream`] on [`TOPIC`]: the
-/// same consumer properties as every other run, `StartOffset::Earliest`,
-/// `Commit::Tracked` (at-least-once: `enable.auto.offset.store=false`, each
-/// acknowledged record's offset stored, auto-commit flushing them; the
-/// closest to kafka-handler's commits after handling), default workers.
-/// With `telemetry`, the app gets ruststream's `OpenTelemetry` consume layer
-/// (a `ruststream.consume` `tracing` span per delivery) and the bench's
-/// `tracing` bridge sends those spans to the run's provider.
-fn run_ruststream(
-    runtime: &tokio::runtime::Runtime,
-    broker: &EmbeddedBroker,
-    group: &str,
-    expected: u64,
-    telemetry: Option<&Telemetry>,
-    bridge: &Bridge,
-) -> RunResult {
-    let shutdown = Shutdown::new();
-    HANDLED.store(0, Ordering::Relaxed);
-    EXPECTED.store(expected, Ordering::Relaxed);
-    *lock_run() = RunState {
-        first: None,
-        last: None,
-        shutdown: Some(shutdown.clone()),
-    };
-    let topic = || {
-        let mut topic = KafkaTopic::new(TOPIC)
-            .group(group)
-            .start(StartOffset::Earliest)
-            .commit(Commit::Tracked);
-        for (key, value) in consumer_properties(broker) {
-            topic = topic.config(key, value);
-        }
-        topic
-    };
-    let kafka = KafkaBroker::new([broker.bootstrap_servers().to_owned()]);
-    let stop = async {
-        tokio::select! {
-            () = shutdown.triggered() => {}
-            () = tokio::time::sleep(RUN_LIMIT) => {}
-        }
-    };
-    let app = RustStream::new(AppInfo::new("bench-e2e", "0.1.0"));
-    let outcome = match telemetry {
-        None => runtime.block_on(
-            app.with_broker(kafka, |b| {
-                let topic = topic();
-                b.include(
-                    subscriber(TOPIC, CountRustStream)
-                        .build()
-                        .map_source(|_| topic),
-                );
-            })
-            .run_until(stop),
-        ),
-        Some(telemetry) => {
-            bridge.enable(&telemetry.provider);
-            let outcome = runtime.block_on(
-                app.layer(OpenTelemetry::new().consume_layer())
-                    .with_broker(kafka, |b| {
-                        let topic = topic();
-                        b.include(
-                            subscriber(TOPIC, CountRustStream)
-                                .build()
-                                .map_source(|_| topic),
-                        );
-                    })
-                    .run_until(stop),
-            );
-            bridge.disable();
-            outcome
-        }
-    };
-    if let Err(err) = outcome {
-        eprintln!("the ruststream service failed: {err}");
-    }
-    let mut run = lock_run();
-    let read = HANDLED.load(Ordering::Relaxed);
-    let elapsed = match (run.first, run.last) {
-        (Some(first), Some(last)) => last - first,
-        (Some(first), None) => first.elapsed(),
-        _ => Duration::ZERO,
-    };
-    run.shutdown = None;
-    RunResult {
-        read,
-        elapsed,
-        exported: None,
-        batches: None,
-    }
-}
-
-type LevelLayer = reload::Layer<LevelFilter, Registry>;
-type BelowBridge = Layered<LevelLayer, Registry>;
-type BridgeLayer = tracing_opentelemetry::OpenTelemetryLayer<BelowBridge, SdkTracer>;
-
-/// The global `tracing` subscriber: a registry, a level filter, and the
-/// tracing-opentelemetry layer, both reloadable. Off (`LevelFilter::OFF`:
-/// every callsite's interest is "never" and the global max level is off, as
-/// with no subscriber at all) except during the sampled ruststream runs,
-/// whose spans are `tracing` spans and reach OpenTelemetry only through
-/// such a layer (what `ruststream::otel::Otel::init` installs). Every other
-/// configuration runs with it off, so the kafka-handler and hand-written
-/// runs see no `tracing` subscriber, as before.
-struct Bridge {
-    level: reload::Handle<LevelFilter, Registry>,
-    layer: reload::Handle<BridgeLayer, BelowBridge>,
-}
-
-impl Bridge {
-    fn install() -> Self {
-        let (level, level_handle) = reload::Layer::new(LevelFilter::OFF);
-        let idle = SdkTracerProvider::builder().build().tracer("idle");
-        let (layer, layer_handle) =
-            reload::Layer::new(tracing_opentelemetry::layer().with_tracer(idle));
-        tracing::subscriber::set_global_default(Registry::default().with(level).with(layer))
-            .expect("no other global tracing subscriber");
-        Bridge {
-            level: level_handle,
-            layer: layer_handle,
-        }
-    }
-
-    /// Sends `tracing` spans at `INFO` and above to `provider`.
-    fn enable(&self, provider: &SdkTracerProvider) {
-        self.layer
-            .reload(tracing_opentelemetry::layer().with_tracer(provider.tracer("ruststream")))
-            .expect("reloading the bridge");
-        self.level
-            .reload(LevelFilter::INFO)
-            .expect("reloading the level");
-    }
-
-    fn disable(&self) {
-        self.level
-            .reload(LevelFilter::OFF)
-            .expect("reloading the level");
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Metrics.
-
-/// A metric exporter that counts its exports and drops them.
-#[derive(Debug, Default)]
-struct DiscardMetrics(AtomicU64);
-
-impl PushMetricExporter for DiscardMetrics {
-    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
-
-/// Installs an SDK meter provider as the global one: a periodic reader
-/// collecting every second into [`DiscardMetrics`].
-fn install_meter_provider() -> SdkMeterProvider {
-    let reader = PeriodicReader::builder(DiscardMetrics::default())
-        .with_interval(Duration::from_secs(1))
-        .build();
-    let provider = SdkMeterProvider::builder().with_reader(reader).build();
-    global::set_meter_provider(provider.clone());
-    provider
-}
-
-/// Puts the global no-op meter provider back and shuts `provider` down.
-fn uninstall_meter_provider(provider: SdkMeterProvider) {
-    global::set_meter_provider(NoopMeterProvider::new());
-    if let Err(err) = provider.shutdown() {
-        eprintln!("shutting the meter provider down failed: {err}");
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The runs and the report.
+// The runs.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -844,7 +464,7 @@ enum Kind {
     HandWritten {
         sampled: bool,
     },
-    /// The synchronous no-op, [`count`] (blocking pool).
+    /// The synchronous no-op, [`count`] (inline, on the group's task).
     KafkaHandler {
         sampled: bool,
     },
@@ -902,10 +522,10 @@ impl Kind {
                 "hand-written `StreamConsumer` + OTel, 100% sampled"
             }
             Kind::KafkaHandler { sampled: false } => {
-                "kafka-handler `Consumer`, sync `fn` handler (blocking pool), tracing off"
+                "kafka-handler `Consumer`, sync `fn` handler (inline), tracing off"
             }
             Kind::KafkaHandler { sampled: true } => {
-                "kafka-handler `Consumer`, sync `fn` handler (blocking pool), 100% sampled"
+                "kafka-handler `Consumer`, sync `fn` handler (inline), 100% sampled"
             }
             Kind::KafkaHandlerAsync { sampled: false } => {
                 "kafka-handler `Consumer`, `async fn` handler, tracing off"
@@ -1097,261 +717,5 @@ fn main() {
         // Some configurations did not run: no table.
         return;
     }
-    let median_of = |kind: Kind, f: &dyn Fn(&RunResult) -> f64| -> f64 {
-        let index = KINDS.iter().position(|k| *k == kind).expect("a kind");
-        median(&mut results[index].iter().map(f).collect::<Vec<_>>())
-    };
-    let medians: Vec<f64> = KINDS
-        .iter()
-        .map(|&kind| median_of(kind, &RunResult::records_per_sec))
-        .collect();
-    let index = |kind: Kind| KINDS.iter().position(|k| *k == kind).expect("a kind");
-    let raw = medians[0];
-    println!();
-    println!(
-        "End to end: {records} records produced, {expected} held by the mock over {PARTITIONS} partitions; \
-         medians of {repeats} runs each"
-    );
-    println!(
-        "100% sampled runs: SDK provider with `with_max_links_per_span({MAX_LINKS_PER_SPAN})` (the default \
-         is 128), so each batch span keeps all its links (one per record); no other span has more than one; \
-         batch span processor queue {} (`BENCH_SPAN_QUEUE`; the SDK's default is 2,048), export batches of 512.",
-        span_queue()
-    );
-    println!(
-        "Batch handler: `batch(max_records = {BATCH_MAX_RECORDS}, max_wait = \"{}ms\")`, one \
-         `record.process(..)` per record (its own span, linked to the batch span); timed like the \
-         single-record handler, from the first record processed to the last.",
-        BATCH_MAX_WAIT.as_millis()
-    );
-    println!(
-        "ruststream-rdkafka 0.7.1 (ruststream 0.7.7): an async handler (`impl Handle<Payload<'_>>`, a \
-         borrowed view of the payload, no codec) calling the same no-op; `KafkaTopic` with the same consumer \
-         properties, `StartOffset::Earliest`, `Commit::Tracked`. Sampled: `OpenTelemetry::new().consume_layer()` \
-         (a `tracing` span per delivery) and a global `tracing` subscriber with the tracing-opentelemetry \
-         layer on the run's provider, at INFO (off in every other run)."
-    );
-    println!();
-    println!(
-        "| consumer | records/s (median) | µs/record | × raw | × ruststream, same tracing | runs (records/s) | records read | spans exported / expected |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    let mut dropped_spans = 0u64;
-    for ((kind, runs), median) in KINDS.iter().zip(&results).zip(&medians) {
-        let per_run: Vec<String> = runs
-            .iter()
-            .map(|r| format!("{:.0}k", r.records_per_sec() / 1000.0))
-            .collect();
-        let reads: Vec<u64> = runs.iter().map(|r| r.read).collect();
-        let all_read = reads.iter().all(|&r| r == expected);
-        let spans = if kind.sampled() {
-            let exported: u64 = runs
-                .iter()
-                .filter_map(|r| r.exported)
-                .map(|e| e.spans)
-                .sum();
-            let wanted: u64 = runs.iter().map(|r| kind.expected_spans(r)).sum();
-            let short = wanted.saturating_sub(exported);
-            dropped_spans += short;
-            let links = match kind {
-                Kind::KafkaHandlerBatch { .. } => {
-                    let exported = runs.iter().filter_map(|r| r.exported);
-                    let dropped: u64 = exported.clone().map(|e| e.dropped_links).sum();
-                    let max_links = exported.map(|e| e.max_links).max().unwrap_or(0);
-                    format!(
-                        " (records + batches); up to {max_links} links per span, {dropped} dropped"
-                    )
-                }
-                _ => String::new(),
-            };
-            let verdict = match exported.cmp(&wanted) {
-                std::cmp::Ordering::Less => format!("**{short} short**"),
-                std::cmp::Ordering::Equal => "none short".to_owned(),
-                std::cmp::Ordering::Greater => format!("{} more", exported - wanted),
-            };
-            format!("{exported} / {wanted}{links}: {verdict}")
-        } else {
-            "—".to_owned()
-        };
-        let versus_peer = if matches!(kind, Kind::RustStream { .. }) {
-            "1.00×".to_owned()
-        } else {
-            format!("{:.2}×", median / medians[index(kind.peer())])
-        };
-        println!(
-            "| {} | {:.0} | {:.2} | {:.2}× | {versus_peer} | {} | {} | {spans} |",
-            kind.describe(),
-            median,
-            1e6 / median.max(1e-9),
-            median / raw,
-            per_run.join(", "),
-            if all_read {
-                format!("all {expected}")
-            } else {
-                format!("{reads:?} of {expected}")
-            },
-        );
-    }
-    println!();
-    println!(
-        "spans: {}",
-        if dropped_spans == 0 {
-            "every sampled run exported every span it should have".to_owned()
-        } else {
-            format!("**{dropped_spans} spans short** over the sampled runs (dropped by the batch span processor?)")
-        }
-    );
-
-    let ratio = |kind: Kind| medians[index(kind)] / raw;
-    let verdict = |met: bool| if met { "met" } else { "**missed**" };
-    let hand_on = ratio(Kind::HandWritten { sampled: true });
-    let hand_off = ratio(Kind::HandWritten { sampled: false });
-    let rs_on = ratio(Kind::RustStream { sampled: true });
-    let rs_off = ratio(Kind::RustStream { sampled: false });
-    println!();
-    println!("| target | handler | measured | |");
-    println!("|---|---|---|---|");
-    for (label, on, off) in [
-        (
-            "sync `fn` (blocking pool)",
-            Kind::KafkaHandler { sampled: true },
-            Kind::KafkaHandler { sampled: false },
-        ),
-        (
-            "`async fn`",
-            Kind::KafkaHandlerAsync { sampled: true },
-            Kind::KafkaHandlerAsync { sampled: false },
-        ),
-    ] {
-        let (kh_on, kh_off) = (ratio(on), ratio(off));
-        println!(
-            "| kafka-handler 100% sampled ≥ 0.85× raw | {label} | {kh_on:.2}× | {} |",
-            verdict(kh_on >= 0.85)
-        );
-        println!(
-            "| kafka-handler tracing off ≥ 0.95× raw | {label} | {kh_off:.2}× | {} |",
-            verdict(kh_off >= 0.95)
-        );
-        println!(
-            "| never slower than hand-written, 100% sampled | {label} | {kh_on:.2}× vs {hand_on:.2}× raw (kafka-handler ÷ hand-written = {:.2}) | {} |",
-            kh_on / hand_on,
-            verdict(kh_on >= hand_on)
-        );
-        println!(
-            "| never slower than hand-written, tracing off | {label} | {kh_off:.2}× vs {hand_off:.2}× raw (kafka-handler ÷ hand-written = {:.2}) | {} |",
-            kh_off / hand_off,
-            verdict(kh_off >= hand_off)
-        );
-        println!(
-            "| (reference) ÷ ruststream, 100% sampled | {label} | {kh_on:.2}× vs {rs_on:.2}× raw = {:.2} | |",
-            kh_on / rs_on
-        );
-        println!(
-            "| (reference) ÷ ruststream, tracing off | {label} | {kh_off:.2}× vs {rs_off:.2}× raw = {:.2} | |",
-            kh_off / rs_off
-        );
-    }
-    let kh_off = ratio(Kind::KafkaHandler { sampled: false });
-    let kh_metrics = ratio(Kind::KafkaHandlerMetered);
-    println!(
-        "| metrics' cost (reference): tracing off with an SDK meter provider | sync `fn` | {kh_metrics:.2}× raw, {:.2}× tracing off without one | |",
-        kh_metrics / kh_off
-    );
-    println!(
-        "| the blocking pool's hand-off (reference): sync ÷ async | | tracing off {:.2}, 100% sampled {:.2} | |",
-        kh_off / ratio(Kind::KafkaHandlerAsync { sampled: false }),
-        ratio(Kind::KafkaHandler { sampled: true })
-            / ratio(Kind::KafkaHandlerAsync { sampled: true })
-    );
-
-    // The batch handler against the floor and the single-record handler of
-    // the same tracing.
-    let batch_of = |sampled: bool| Kind::KafkaHandlerBatch { sampled };
-    let single_of = |sampled: bool| Kind::KafkaHandler { sampled };
-    let batch_runs = |sampled: bool| &results[index(batch_of(sampled))];
-    let row = |label: &str, cell: &dyn Fn(bool) -> String| {
-        println!("| {label} | {} | {} |", cell(false), cell(true));
-    };
-    // Of the batch runs: the rate up to the end of the last full batch.
-    let to_last_full = |sampled: bool| {
-        median_of(batch_of(sampled), &|r| {
-            r.batches
-                .and_then(|b| b.records_per_sec_to_last_full())
-                .unwrap_or(0.0)
-        })
-    };
-    let single = |sampled: bool| medians[index(single_of(sampled))];
-    let batch = |sampled: bool| medians[index(batch_of(sampled))];
-    println!();
-    println!(
-        "| batch handler (`max_records = {BATCH_MAX_RECORDS}`, `max_wait = {}ms`), `process` per record | tracing off | 100% sampled |",
-        BATCH_MAX_WAIT.as_millis()
-    );
-    println!("|---|---|---|");
-    row("records/s (median, first record to last)", &|s| {
-        format!("{:.0}", batch(s))
-    });
-    row("**batch ÷ raw `BaseConsumer`**", &|s| {
-        format!("**{:.2}×**", batch(s) / raw)
-    });
-    row(
-        "**batch ÷ single-record kafka-handler (sync `fn`, as the batch handler)**",
-        &|s| format!("**{:.2}**", batch(s) / single(s)),
-    );
-    row("batch ÷ single, run by run (same repeat)", &|s| {
-        batch_runs(s)
-            .iter()
-            .zip(&results[index(single_of(s))])
-            .map(|(b, one)| {
-                format!(
-                    "{:.2}",
-                    b.records_per_sec() / one.records_per_sec().max(1e-9)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    });
-    row(
-        "single-record kafka-handler (sync `fn`) ÷ raw (reference)",
-        &|s| format!("{:.2}×", single(s) / raw),
-    );
-    row(
-        "records/s up to the end of the last full batch (median; without the end-of-input tail)",
-        &|s| format!("{:.0}", to_last_full(s)),
-    );
-    row("… ÷ raw / ÷ single", &|s| {
-        format!(
-            "{:.2}× / {:.2}",
-            to_last_full(s) / raw,
-            to_last_full(s) / single(s)
-        )
-    });
-    row(
-        "end-of-input tail: last full batch to last record (median)",
-        &|s| {
-            let tail = median_of(batch_of(s), &|r| {
-                r.batches
-                    .and_then(|b| b.to_last_full)
-                    .map_or(0.0, |(_, to)| {
-                        r.elapsed.saturating_sub(to).as_secs_f64() * 1e3
-                    })
-            });
-            let elapsed = median_of(batch_of(s), &|r| r.elapsed.as_secs_f64() * 1e3);
-            format!("{tail:.1} ms of {elapsed:.0} ms")
-        },
-    );
-    row("batches per run (median), cut by `max_wait`", &|s| {
-        let calls = median_of(batch_of(s), &|r| r.batches.map_or(0.0, |b| b.calls as f64));
-        let cut = median_of(batch_of(s), &|r| {
-            r.batches.map_or(0.0, |b| (b.calls - b.full) as f64)
-        });
-        format!("{calls:.0}, {cut:.0} cut")
-    });
-    row("time inside the batch handler (median, µs/record)", &|s| {
-        let busy = median_of(batch_of(s), &|r| {
-            r.batches
-                .map_or(0.0, |b| b.busy.as_secs_f64() * 1e6 / r.read.max(1) as f64)
-        });
-        format!("{busy:.2}")
-    });
+    Report::new(&results).print(records, expected, repeats);
 }

@@ -49,7 +49,8 @@
 //! the timer's, not the runtime's.
 //!
 //! Tracing is off (the global no-op provider; the global propagator is
-//! `TraceContextPropagator`, so extraction runs). Consumers get
+//! kafka-handler's default, `Propagation::default().install()`: W3C trace
+//! context and baggage, so extraction runs). Consumers get
 //! `session.timeout.ms=1500`, `heartbeat.interval.ms=100`,
 //! `auto.offset.reset=earliest` and `fetch.queue.backoff.ms=10`, as in the
 //! end-to-end bench.

@@ -11,7 +11,10 @@
 //! - (d) as (c), plus a `tracing` subscriber with the tracing-opentelemetry
 //!   layer, which then owns the span.
 //!
-//! The global propagator is `TraceContextPropagator` in every configuration.
+//! The global propagator is kafka-handler's default in every configuration:
+//! `Propagation::default().install()` (W3C trace context and baggage, with
+//! kafka-handler's own parser), what the quickstart and the generated
+//! binaries install.
 //! A further column times `kafka_handler::propagation::extract_parent_context`
 //! alone on the same record: the share of the wrapper spent in extraction.
 //! For (c) and (d) the table also reports how many of the spans ended reached
@@ -46,7 +49,6 @@ use kafka_handler::propagation::extract_parent_context;
 use kafka_handler::{handlers, kafka_handler, Processor, Record};
 use opentelemetry::global;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use rdkafka::message::{Header, OwnedHeaders};
 
@@ -155,7 +157,7 @@ fn measure(sample: Duration, mut f: impl FnMut()) -> f64 {
 
 /// Runs one configuration in this process.
 fn run_child(config: Config) -> Sample {
-    global::set_text_map_propagator(TraceContextPropagator::new());
+    common::install_propagation();
     let exported = Arc::new(AtomicU64::new(0));
     let provider = (config != Config::NoProvider).then(|| {
         let processor = BatchSpanProcessor::builder(Discard(exported.clone())).build();

@@ -42,10 +42,12 @@
 //! Telemetry is on in every run, as in the end-to-end bench's `100% sampled`:
 //! a fresh SDK provider per run (default `ParentBased(AlwaysOn)` sampler,
 //! the batch span processor with its default configuration, an exporter that
-//! counts and discards), `TraceContextPropagator` as the global propagator,
-//! no `tracing` subscriber. Consumers get `session.timeout.ms=1500`,
-//! `heartbeat.interval.ms=100` (`EmbeddedBroker::consumer_properties`) and
-//! `fetch.queue.backoff.ms=10` (see `end_to_end.rs` for why;
+//! counts and discards), kafka-handler's default propagation
+//! (`Propagation::default().install()`: W3C trace context and baggage) as
+//! the global propagator, no `tracing` subscriber. Consumers get
+//! `session.timeout.ms=1500`, `heartbeat.interval.ms=100`
+//! (`EmbeddedBroker::consumer_properties`) and `fetch.queue.backoff.ms=10`
+//! (see `end_to_end.rs` for why;
 //! `BENCH_FETCH_QUEUE_BACKOFF_MS=default` keeps librdkafka's 1000).
 //!
 //! The three scenarios run `BENCH_ROUNDS` times (default 7), in a rotated

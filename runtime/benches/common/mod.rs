@@ -7,28 +7,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_handler::propagation::Propagation;
 use kafka_handler::testing::EmbeddedBroker;
 use kafka_handler::{Consumer, Shutdown};
 use opentelemetry::global;
 use opentelemetry::trace::noop::NoopTracerProvider;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfig, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
     TracerProviderBuilder,
 };
 
-/// Sets `TraceContextPropagator` as the global propagator, and starts a
-/// multi-threaded tokio runtime and the embedded (mock) broker.
+/// Installs kafka-handler's default propagation as the global propagator
+/// ([`install_propagation`]), and starts a multi-threaded tokio runtime and
+/// the embedded (mock) broker.
 #[allow(dead_code)] // per_record has no broker.
 pub(crate) fn start() -> (tokio::runtime::Runtime, EmbeddedBroker) {
-    global::set_text_map_propagator(TraceContextPropagator::new());
+    install_propagation();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     let broker = EmbeddedBroker::mock().expect("starting the mock broker");
     (runtime, broker)
+}
+
+/// Installs `Propagation::default()` as the global propagator: W3C trace
+/// context and baggage, read with kafka-handler's own parser. What users of
+/// the quickstart and of the generated binaries (`OTEL_PROPAGATORS` unset)
+/// get, and what every consumer, the hand-written loop included, extracts
+/// through.
+pub(crate) fn install_propagation() {
+    Propagation::default().install();
 }
 
 /// A span exporter that counts the spans it is handed and drops them.
