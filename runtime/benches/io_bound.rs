@@ -14,7 +14,7 @@
 //! | `key`: `ordering = "key"`, `max_in_flight = 64` | 1 partition, 1,000 distinct keys | `BENCH_KEYED_RECORDS` (6,400) | 64 / latency |
 //! | `none`: `ordering = "none"`, `max_in_flight = 64` | the same records as `key`, on a topic of its own | `BENCH_KEYED_RECORDS` | 64 / latency |
 //! | `serial` (reference): `ordering = "partition"`, `max_in_flight = 1` | 16 partitions | `BENCH_SERIAL_RECORDS` (400) | 1 / latency |
-//! | `key-fw100`, `none-fw100` (diagnostic): `key` and `none` with the consumer property `fetch.wait.max.ms=100` | as `key` | `BENCH_KEYED_RECORDS` | 64 / latency |
+//! | `key-rdkafka`, `none-rdkafka` (diagnostic): `key` and `none` with librdkafka's own `fetch.wait.max.ms=500` and `fetch.queue.backoff.ms=1000` | as `key` | `BENCH_KEYED_RECORDS` | 64 / latency |
 //!
 //! Why the diagnostic rows: on one partition, `key` and `none` drain a
 //! window of records (1,024) faster than the partition delivers them. The
@@ -22,8 +22,13 @@
 //! pausing discards what librdkafka had prefetched, and after the resume
 //! no record of the partition arrives until the Fetch request already
 //! waiting at the broker (at the end of the log, for up to
-//! `fetch.wait.max.ms`, 500 ms by default) returns. The `fw100` rows show
-//! how much of the gap that wait explains.
+//! `fetch.wait.max.ms`) returns, or librdkafka's fetch backoff
+//! (`fetch.queue.backoff.ms`) has passed. The runtime sets them to 100 and
+//! 10 ms; the diagnostic rows show what librdkafka's defaults (500 and
+//! 1,000 ms) would cost. (When no fetch was in flight at the pause,
+//! librdkafka's broker thread would only notice the resume at its next
+//! wake-up, up to a second later; the runtime wakes it with a request to
+//! the partition's leader.)
 //!
 //! The keyed records come in blocks of 1,000, each block a shuffled
 //! permutation of the 1,000 keys: every key occurs once per block, two
@@ -218,10 +223,10 @@ enum Config {
     Key,
     Unordered,
     Serial,
-    /// `Key` and `Unordered` with `fetch.wait.max.ms` = [`SHORT_FETCH_WAIT_MS`]
-    /// (diagnostic).
-    KeyShortWait,
-    UnorderedShortWait,
+    /// `Key` and `Unordered` with librdkafka's own fetch timings
+    /// ([`RDKAFKA_FETCH_DEFAULTS`]; diagnostic).
+    KeyRdkafkaDefaults,
+    UnorderedRdkafkaDefaults,
 }
 
 const CONFIGS: [Config; 6] = [
@@ -229,13 +234,16 @@ const CONFIGS: [Config; 6] = [
     Config::Key,
     Config::Unordered,
     Config::Serial,
-    Config::KeyShortWait,
-    Config::UnorderedShortWait,
+    Config::KeyRdkafkaDefaults,
+    Config::UnorderedRdkafkaDefaults,
 ];
 
-/// `fetch.wait.max.ms` of the diagnostic configurations (librdkafka's
-/// default is 500).
-const SHORT_FETCH_WAIT_MS: u64 = 100;
+/// librdkafka's defaults of the fetch timings the runtime lowers, set
+/// explicitly by the diagnostic configurations.
+const RDKAFKA_FETCH_DEFAULTS: [(&str, &str); 2] = [
+    ("fetch.wait.max.ms", "500"),
+    ("fetch.queue.backoff.ms", "1000"),
+];
 
 impl Config {
     fn slug(self) -> &'static str {
@@ -244,8 +252,8 @@ impl Config {
             Config::Key => "key",
             Config::Unordered => "none",
             Config::Serial => "serial",
-            Config::KeyShortWait => "key-fw100",
-            Config::UnorderedShortWait => "none-fw100",
+            Config::KeyRdkafkaDefaults => "key-rdkafka",
+            Config::UnorderedRdkafkaDefaults => "none-rdkafka",
         }
     }
 
@@ -259,11 +267,11 @@ impl Config {
             Config::Serial => {
                 "reference: `ordering = \"partition\"`, `max_in_flight = 1`, 16 partitions"
             }
-            Config::KeyShortWait => {
-                "diagnostic: `key` as above, consumer `fetch.wait.max.ms=100` (default 500)"
+            Config::KeyRdkafkaDefaults => {
+                "diagnostic: `key` as above, with librdkafka's `fetch.wait.max.ms=500`, `fetch.queue.backoff.ms=1000`"
             }
-            Config::UnorderedShortWait => {
-                "diagnostic: `none` as above, consumer `fetch.wait.max.ms=100` (default 500)"
+            Config::UnorderedRdkafkaDefaults => {
+                "diagnostic: `none` as above, with librdkafka's `fetch.wait.max.ms=500`, `fetch.queue.backoff.ms=1000`"
             }
         }
     }
@@ -271,8 +279,8 @@ impl Config {
     fn ordering(self) -> ProcessingOrder {
         match self {
             Config::Partition | Config::Serial => ProcessingOrder::Partition,
-            Config::Key | Config::KeyShortWait => ProcessingOrder::Key,
-            Config::Unordered | Config::UnorderedShortWait => ProcessingOrder::Unordered,
+            Config::Key | Config::KeyRdkafkaDefaults => ProcessingOrder::Key,
+            Config::Unordered | Config::UnorderedRdkafkaDefaults => ProcessingOrder::Unordered,
         }
     }
 
@@ -300,10 +308,10 @@ impl Config {
     /// The consumer properties of this configuration beyond the common ones.
     fn properties(self) -> Vec<(String, String)> {
         match self {
-            Config::KeyShortWait | Config::UnorderedShortWait => vec![(
-                "fetch.wait.max.ms".to_owned(),
-                SHORT_FETCH_WAIT_MS.to_string(),
-            )],
+            Config::KeyRdkafkaDefaults | Config::UnorderedRdkafkaDefaults => RDKAFKA_FETCH_DEFAULTS
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
             _ => Vec::new(),
         }
     }

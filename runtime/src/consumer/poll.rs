@@ -470,7 +470,18 @@ impl<'s> Loop<'s> {
         let result = if pause {
             self.group.consumer.pause(&list)
         } else {
-            self.group.consumer.resume(&list)
+            let resumed = self.group.consumer.resume(&list);
+            // librdkafka resumes the partition on its main thread, and the
+            // broker thread that fetches it only sees that when it next
+            // wakes: at once when a fetch of it was in flight, but up to a
+            // second later when none was (its prefetch had reached the end
+            // of the log). A request to the partition's leader wakes that
+            // thread now; nothing waits for its answer.
+            let _ = self
+                .group
+                .consumer
+                .fetch_watermarks(&topic, number, Duration::ZERO);
+            resumed
         };
         match result {
             Ok(()) => {
