@@ -143,7 +143,6 @@ use kafka_handler::{
 };
 use opentelemetry::global;
 use opentelemetry::trace::noop::NoopTracerProvider;
-use opentelemetry_sdk::trace::BatchConfigBuilder;
 
 const TOPIC: &str = "bench-e2e";
 const PARTITIONS: i32 = 16;
@@ -503,13 +502,6 @@ const KINDS: [Kind; 13] = [
 /// (128) would drop 372 of a 500-record batch span's links.
 const MAX_LINKS_PER_SPAN: u32 = 1024;
 
-/// The batch span processor's queue in every sampled run:
-/// `BENCH_SPAN_QUEUE`, default 262,144 (the SDK's default of 2,048 dropped
-/// about 0.5% of the spans at these rates).
-fn span_queue() -> usize {
-    env_u64("BENCH_SPAN_QUEUE", 262_144).max(1) as usize
-}
-
 impl Kind {
     fn describe(self) -> &'static str {
         match self {
@@ -607,12 +599,9 @@ impl Kind {
         // link limit only matters to batch spans (the others have at most
         // one link), and the queue is sized so that no span is dropped.
         let telemetry = if self.sampled() {
-            Some(Telemetry::install_with_processor(
-                BatchConfigBuilder::default()
-                    .with_max_queue_size(span_queue())
-                    .build(),
-                |builder| builder.with_max_links_per_span(MAX_LINKS_PER_SPAN),
-            ))
+            Some(Telemetry::install_with(|builder| {
+                builder.with_max_links_per_span(MAX_LINKS_PER_SPAN)
+            }))
         } else {
             global::set_tracer_provider(NoopTracerProvider::new());
             None

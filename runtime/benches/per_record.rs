@@ -160,7 +160,9 @@ fn run_child(config: Config) -> Sample {
     common::install_propagation();
     let exported = Arc::new(AtomicU64::new(0));
     let provider = (config != Config::NoProvider).then(|| {
-        let processor = BatchSpanProcessor::builder(Discard(exported.clone())).build();
+        let processor = BatchSpanProcessor::builder(Discard(exported.clone()))
+            .with_batch_config(common::sized_batch_config())
+            .build();
         SdkTracerProvider::builder()
             .with_span_processor(processor)
             .build()

@@ -2,10 +2,9 @@
 //! targets and their verdicts, and the batch handler's table, from the
 //! medians of every configuration's runs.
 
-use crate::common::median;
+use crate::common::{median, span_queue};
 use crate::{
-    span_queue, Kind, RunResult, BATCH_MAX_RECORDS, BATCH_MAX_WAIT, KINDS, MAX_LINKS_PER_SPAN,
-    PARTITIONS,
+    Kind, RunResult, BATCH_MAX_RECORDS, BATCH_MAX_WAIT, KINDS, MAX_LINKS_PER_SPAN, PARTITIONS,
 };
 
 /// Every configuration's runs (in the order of [`KINDS`]) and their median
