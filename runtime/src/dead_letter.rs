@@ -157,8 +157,8 @@ impl DeadLetters {
                         offset = given_up.record.offset(),
                         failures,
                         error = %err,
-                        "dead-letter send failed; the record stays uncommitted and its partition \
-                         paused; retrying in {delay:?}"
+                        "dead-letter send failed; the record stays uncommitted and its lane \
+                         waits; retrying in {delay:?}"
                     );
                     tokio::time::sleep(delay).await;
                 }

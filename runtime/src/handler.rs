@@ -288,8 +288,8 @@ impl Handler {
     /// The dead-letter topic: a record that failed every attempt, or failed
     /// permanently, is copied there (keeping its trace) and then committed.
     ///
-    /// Without one, such a record is *held*: it is not committed, its
-    /// partition stays paused (other partitions keep flowing), and it is
+    /// Without one, such a record is *held*: it is not committed, the
+    /// records of its lane wait (the others keep flowing), and it is
     /// attempted again every `backoff.max()` until it succeeds or the
     /// consumer restarts. No record is ever skipped.
     pub fn with_dlq(mut self, topic: impl Into<String>) -> Self {

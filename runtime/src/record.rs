@@ -33,8 +33,8 @@ impl<'a> Record<'a> {
         Self::of(message, RecordHeaders::borrowed(message.headers()))
     }
 
-    /// A view over a message detached from the consumer (a record being
-    /// retried on its paused partition).
+    /// A view over a message copied out of the consumer (a synchronous
+    /// handler's record on the blocking pool).
     pub(crate) fn from_owned(message: &'a OwnedMessage) -> Self {
         Self::of(message, RecordHeaders::owned(message.headers()))
     }
