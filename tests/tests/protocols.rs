@@ -161,3 +161,65 @@ async fn cooperative_members_stopped_while_the_group_rebalances() {
 async fn kip848_members_stopped_while_the_group_rebalances() {
     members_stopped_while_the_group_rebalances(Protocol::Kip848).await;
 }
+
+/// Static membership passes through: a member with `group.instance.id`
+/// handles records and commits; restarted with the same id, it takes up
+/// where it left off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarts_where_it_left_off() {
+    telemetry(Mode::OtelOnly);
+    let broker = EmbeddedBroker::start().unwrap();
+    let (topic, group) = new_topic(&broker, "static", 1).await;
+    let handled: Handled = Arc::default();
+    let start = |instance: &str| {
+        let handled = handled.clone();
+        let handler = Handler::sync(
+            "tests::static",
+            [&topic],
+            &group,
+            move |record: &Record<'_>| {
+                *handled
+                    .lock()
+                    .unwrap()
+                    .entry((record.partition(), record.offset()))
+                    .or_default() += 1;
+                Ok(())
+            },
+        );
+        let mut builder = Consumer::builder()
+            .brokers(broker.bootstrap_servers())
+            .handler(handler)
+            .commit_interval(Duration::from_millis(200))
+            .set("group.instance.id", instance);
+        for (key, value) in broker.consumer_properties() {
+            builder = builder.set(key, value);
+        }
+        let consumer = builder.build().expect("a valid configuration");
+        let shutdown = Shutdown::new();
+        (shutdown.clone(), tokio::spawn(consumer.run(shutdown)))
+    };
+    for _ in 0..5 {
+        send(&broker, TestRecord::new(&topic, b"x")).await;
+    }
+    let (shutdown, running) = start("pod-0");
+    wait_until(WAIT, "the first five records", || {
+        handled.lock().unwrap().len() == 5
+    })
+    .await;
+    stop(shutdown, running).await;
+    for _ in 0..5 {
+        send(&broker, TestRecord::new(&topic, b"x")).await;
+    }
+    let (shutdown, running) = start("pod-0");
+    wait_until(WAIT, "the next five records", || {
+        handled.lock().unwrap().len() == 10
+    })
+    .await;
+    stop(shutdown, running).await;
+    assert!(
+        handled.lock().unwrap().values().all(|n| *n == 1),
+        "each record handled once: {:?}",
+        handled.lock().unwrap()
+    );
+    assert_eq!(committed(&broker, &group, &topic, 1).await, [Some(10)]);
+}
