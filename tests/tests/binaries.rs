@@ -792,6 +792,23 @@ async fn health_and_metrics_endpoints() {
     let live = http::get(&health, "/livez").expect("/livez answers");
     assert_eq!(live.status, 200, "{live:?}");
 
+    // HEAD: GET's status and headers, no body.
+    let head = http::request(&health, "HEAD", "/livez").expect("HEAD /livez answers");
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.body, "", "{head:?}");
+    assert_eq!(
+        head.header("content-length"),
+        Some(live.body.len().to_string().as_str()),
+        "{head:?} after {live:?}"
+    );
+    // Another method: 405 with the methods allowed; an unknown path: 404.
+    let post = http::request(&metrics, "POST", "/metrics").expect("POST /metrics answers");
+    assert_eq!(post.status, 405, "{post:?}");
+    assert_eq!(post.header("allow"), Some("GET, HEAD"), "{post:?}");
+    let delete = http::request(&health, "DELETE", "/nosuch").expect("DELETE /nosuch answers");
+    assert_eq!(delete.status, 404, "{delete:?}");
+    assert_eq!(delete.header("allow"), None, "{delete:?}");
+
     consumer.stop(Signal::Term, EXIT).await;
 }
 
