@@ -51,7 +51,11 @@
 //!
 //! - `tracecontext`: a `traceparent` that passes [`is_valid_traceparent`].
 //!   The sampled flag is kept and every other flag bit cleared, so flags
-//!   `00` continue the trace unsampled, `01` and `03` sampled. A `tracestate`
+//!   `00` continue the trace unsampled, `01` and `03` sampled. Flag bits
+//!   other than `sampled` (`01`) and `random` (`02`) are not an error: the
+//!   trace continues with them dropped (`09` continues it sampled, `fe`
+//!   unsampled), as the OpenTelemetry Java, Go and JavaScript propagators
+//!   read them. A `tracestate`
 //!   that is not a valid W3C list is dropped as a whole (the trace still
 //!   continues); a valid one is kept in order, within the limits below.
 //! - `b3` and `b3multi` extract alike (the OpenTelemetry B3 rule: both read
@@ -830,15 +834,18 @@ fn is_b3_span_id(id: &[u8]) -> bool {
 /// Whether `value` is a `traceparent` the W3C Trace Context rules accept.
 ///
 /// Version `00`: exactly `00-{32 hex}-{16 hex}-{2 hex}`, lower-case, ids not
-/// all zero, and no flag bits beyond `sampled` (`01`) and `random` (`02`,
-/// which other SDKs send). A later version (`01` to `fe`) must start with
-/// the same shape and may only continue after a `-`. Version `ff` is invalid.
+/// all zero. Any flags are valid: bits other than `sampled` (`01`) and
+/// `random` (`02`) are dropped when the trace is continued, not rejected, as
+/// the OpenTelemetry Java, Go and JavaScript propagators do. A later version
+/// (`01` to `fe`) must start with the same shape and may only continue after
+/// a `-`. Version `ff` is invalid.
 pub fn is_valid_traceparent(value: &str) -> bool {
     parse_traceparent(value).is_some()
 }
 
 /// A `traceparent` the W3C rules accept (see [`is_valid_traceparent`]), in
-/// one pass: its trace id, span id and flags.
+/// one pass: its trace id, span id and flags, every bit as sent (the
+/// caller keeps the ones it knows).
 fn parse_traceparent(value: &str) -> Option<(u128, u64, u8)> {
     let bytes = value.as_bytes();
     if bytes.len() < 55 || bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
@@ -851,7 +858,7 @@ fn parse_traceparent(value: &str) -> Option<(u128, u64, u8)> {
     let valid = trace_id != 0
         && span_id != 0
         && match version {
-            0x00 => bytes.len() == 55 && flags & !0x03 == 0,
+            0x00 => bytes.len() == 55,
             0xff => false,
             _ => bytes.len() == 55 || bytes[55] == b'-',
         };
@@ -952,6 +959,19 @@ mod tests {
     }
 
     #[test]
+    fn unknown_flag_bits_are_kept_for_the_caller_to_drop() {
+        // Every flags byte is valid; `extract_trace_context` keeps `sampled`.
+        for flags in 0..=0xffu8 {
+            let value = format!("{}{flags:02x}", &VALID[..53]);
+            let parsed = super::parse_traceparent(&value).expect(&value);
+            assert_eq!(parsed.2, flags, "{value}");
+        }
+        // Upper-case flags are still not hex.
+        assert!(!is_valid_traceparent(&format!("{}0A", &VALID[..53])));
+        assert!(!is_valid_traceparent(&format!("{}FF", &VALID[..53])));
+    }
+
+    #[test]
     fn rejects_what_w3c_rejects() {
         let cases = [
             ("version ff", format!("ff{}", &VALID[2..])),
@@ -973,7 +993,6 @@ mod tests {
                 "all-zero span id",
                 VALID.replace("00f067aa0ba902b7", &"0".repeat(16)),
             ),
-            ("unknown flag bits", format!("{}09", &VALID[..53])),
             ("trailing data on version 00", format!("{VALID}-extra")),
             ("one-digit flags", VALID[..54].to_owned()),
             ("plus sign", VALID.replace("-00f0", "-+0f0")),

@@ -91,13 +91,33 @@ fn traceparent_flags_decide_sampling_and_the_trace_continues_either_way() {
 }
 
 #[test]
+fn unknown_traceparent_flag_bits_are_dropped_and_the_trace_continues() {
+    // As the OpenTelemetry Java, Go and JavaScript propagators read them:
+    // only `sampled` decides, whatever else is set.
+    for (flags, sampled) in [
+        ("09", true),
+        ("05", true),
+        ("ff", true),
+        ("04", false),
+        ("80", false),
+        ("fe", false),
+    ] {
+        let cx = extract("tracecontext", &[("traceparent", &traceparent(flags))]);
+        assert_continues(&cx, TRACE, SPAN, sampled, &format!("flags {flags}"));
+    }
+    // Upper-case flags are still not W3C hex.
+    let cx = extract("tracecontext", &[("traceparent", &traceparent("0F"))]);
+    assert_new_trace(&cx, "upper-case flags");
+}
+
+#[test]
 fn a_malformed_traceparent_starts_a_new_trace() {
     let valid = traceparent("01");
     for (why, value) in [
         ("upper case", valid.to_uppercase()),
         ("plus sign", valid.replace("-00f0", "-+0f0")),
         ("short trace id", valid.replace("4bf92f", "4bf92")),
-        ("unknown flag bits", traceparent("09")),
+        ("trailing data on version 00", format!("{valid}-00")),
         ("version ff", valid.replacen("00", "ff", 1)),
         ("all-zero trace id", valid.replace(TRACE, &"0".repeat(32))),
     ] {
@@ -750,7 +770,8 @@ fn the_traceparent_rules_hold_for_any_carrier() {
         (valid.clone(), true),
         (valid.replace("-00f0", "-+0f0"), false),
         (valid.replace("4bf92f", "4bf92"), false),
-        (traceparent("09"), false),
+        (traceparent("09"), true),
+        (traceparent("0A"), false),
     ] {
         let carrier: HashMap<String, String> = [("traceparent".to_owned(), value.clone())].into();
         let cx = propagator.extract_with_context(&Context::new(), &carrier);
