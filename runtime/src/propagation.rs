@@ -51,9 +51,13 @@
 //!
 //! - `tracecontext`: a `traceparent` that passes [`is_valid_traceparent`].
 //!   The sampled flag is kept and every other flag bit cleared, so flags
-//!   `00` continue the trace unsampled, `01` and `03` sampled. A `tracestate`
-//!   that is not a valid W3C list is dropped as a whole (the trace still
-//!   continues); a valid one is kept in order, within the limits below.
+//!   `00` continue the trace unsampled, `01` and `03` sampled. Flag bits
+//!   other than `sampled` (`01`) and `random` (`02`) are not an error: the
+//!   trace continues with them dropped (`09` continues it sampled, `fe`
+//!   unsampled), as the OpenTelemetry Java, Go and JavaScript propagators
+//!   read them. A `tracestate` that is not a valid W3C list is dropped as a
+//!   whole (the trace still continues); a valid one is kept in order,
+//!   within the limits below.
 //! - `b3` and `b3multi` extract alike (the OpenTelemetry B3 rule: both read
 //!   the single header first, then the multiple headers) and differ only in
 //!   what they write. A single header is
@@ -86,9 +90,10 @@
 //! - `tracestate`: at most [`MAX_TRACESTATE_MEMBERS`] (32) list members, the
 //!   first ones (OpenTelemetry's parser drops the rest). When the list,
 //!   written out (`key=value` entries joined by commas), is longer than
-//!   [`MAX_TRACESTATE_CHARS`] (512), whole entries are dropped, the longest
-//!   first (of equally long ones, the rightmost), until it fits, as W3C
-//!   recommends; the rest keep their order.
+//!   [`MAX_TRACESTATE_CHARS`] (512), whole entries are dropped until it
+//!   fits, as W3C Trace Context says: first entries longer than 128
+//!   characters (the rightmost first), then entries from the end of the
+//!   list. The rest keep their order.
 //! - `baggage`: at most [`MAX_BAGGAGE_MEMBERS`] (64) list members, the first
 //!   ones, and at most [`MAX_BAGGAGE_BYTES`] (8192) bytes: a longer header
 //!   is ignored as a whole. These are W3C Baggage's limits, which
@@ -115,9 +120,14 @@ pub const MAX_TRACE_HEADER_BYTES: usize = 8 * 1024;
 /// The most `tracestate` list members kept (W3C Trace Context).
 pub const MAX_TRACESTATE_MEMBERS: usize = 32;
 
+/// A `tracestate` entry longer than this (in characters of `key=value`) is
+/// the first to go when the list is over [`MAX_TRACESTATE_CHARS`] (W3C).
+const LONG_TRACESTATE_ENTRY: usize = 128;
+
 /// The longest `tracestate` kept, in characters of its `key=value,...`
 /// form: W3C asks to propagate at least this much; beyond it whole entries
-/// are dropped, the longest first.
+/// are dropped, first those longer than 128 characters, then from the end
+/// of the list.
 pub const MAX_TRACESTATE_CHARS: usize = 512;
 
 /// The most `baggage` list members kept (W3C Baggage); later ones are
@@ -670,26 +680,35 @@ fn bounded_trace_state(header: &str) -> TraceState {
         // What is kept is never longer than the header it came from.
         return trace_state;
     }
-    let mut entries: Vec<(&str, &str)> = trace_state.into_iter().collect();
-    let length = |entries: &[(&str, &str)]| -> usize {
-        entries
-            .iter()
-            .map(|(k, v)| k.len() + 1 + v.len())
-            .sum::<usize>()
-            + entries.len().saturating_sub(1)
-    };
-    while length(&entries) > MAX_TRACESTATE_CHARS {
-        // The longest entry; of equally long ones, the rightmost.
-        let Some((longest, _)) = entries
-            .iter()
-            .enumerate()
-            .max_by_key(|(i, (k, v))| (k.len() + v.len(), *i))
-        else {
+    // Each entry with its length as `key=value`.
+    let entries: Vec<(&str, &str, usize)> = trace_state
+        .into_iter()
+        .map(|(k, v)| (k, v, k.len() + 1 + v.len()))
+        .collect();
+    // Written out: the entries and a comma between each two.
+    let mut length = entries.iter().map(|e| e.2).sum::<usize>() + entries.len().saturating_sub(1);
+    // W3C: first the entries longer than 128 characters (here the rightmost
+    // first), then entries from the end of the list.
+    let long = (0..entries.len())
+        .rev()
+        .filter(|&i| entries[i].2 > LONG_TRACESTATE_ENTRY);
+    let from_end = (0..entries.len()).rev();
+    let mut dropped = vec![false; entries.len()];
+    for index in long.chain(from_end) {
+        if length <= MAX_TRACESTATE_CHARS {
             break;
-        };
-        entries.remove(longest);
+        }
+        if !std::mem::replace(&mut dropped[index], true) {
+            // The entry, and the comma before or after it (none for the last).
+            length = length.saturating_sub(entries[index].2 + 1);
+        }
     }
-    TraceState::from_key_value(entries).unwrap_or_default()
+    let kept = entries
+        .into_iter()
+        .zip(dropped)
+        .filter(|(_, dropped)| !dropped)
+        .map(|((k, v, _), _)| (k, v));
+    TraceState::from_key_value(kept).unwrap_or_default()
 }
 
 /// `span_context` with W3C trace flags: the B3 propagator marks debug
@@ -830,15 +849,18 @@ fn is_b3_span_id(id: &[u8]) -> bool {
 /// Whether `value` is a `traceparent` the W3C Trace Context rules accept.
 ///
 /// Version `00`: exactly `00-{32 hex}-{16 hex}-{2 hex}`, lower-case, ids not
-/// all zero, and no flag bits beyond `sampled` (`01`) and `random` (`02`,
-/// which other SDKs send). A later version (`01` to `fe`) must start with
-/// the same shape and may only continue after a `-`. Version `ff` is invalid.
+/// all zero. Any flags are valid: bits other than `sampled` (`01`) and
+/// `random` (`02`) are dropped when the trace is continued, not rejected, as
+/// the OpenTelemetry Java, Go and JavaScript propagators do. A later version
+/// (`01` to `fe`) must start with the same shape and may only continue after
+/// a `-`. Version `ff` is invalid.
 pub fn is_valid_traceparent(value: &str) -> bool {
     parse_traceparent(value).is_some()
 }
 
 /// A `traceparent` the W3C rules accept (see [`is_valid_traceparent`]), in
-/// one pass: its trace id, span id and flags.
+/// one pass: its trace id, span id and flags, every bit as sent (the
+/// caller keeps the ones it knows).
 fn parse_traceparent(value: &str) -> Option<(u128, u64, u8)> {
     let bytes = value.as_bytes();
     if bytes.len() < 55 || bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
@@ -851,7 +873,7 @@ fn parse_traceparent(value: &str) -> Option<(u128, u64, u8)> {
     let valid = trace_id != 0
         && span_id != 0
         && match version {
-            0x00 => bytes.len() == 55 && flags & !0x03 == 0,
+            0x00 => bytes.len() == 55,
             0xff => false,
             _ => bytes.len() == 55 || bytes[55] == b'-',
         };
@@ -952,6 +974,85 @@ mod tests {
     }
 
     #[test]
+    fn unknown_flag_bits_are_kept_for_the_caller_to_drop() {
+        // Every flags byte is valid; `extract_trace_context` keeps `sampled`.
+        for flags in 0..=0xffu8 {
+            let value = format!("{}{flags:02x}", &VALID[..53]);
+            let parsed = super::parse_traceparent(&value).expect(&value);
+            assert_eq!(parsed.2, flags, "{value}");
+        }
+        // Upper-case flags are still not hex.
+        assert!(!is_valid_traceparent(&format!("{}0A", &VALID[..53])));
+        assert!(!is_valid_traceparent(&format!("{}FF", &VALID[..53])));
+    }
+
+    /// The `tracestate` `bounded_trace_state` makes of `entries`, as keys.
+    fn bounded(entries: &[String]) -> Vec<String> {
+        super::bounded_trace_state(&entries.join(","))
+            .header()
+            .split(',')
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| entry.split('=').next().unwrap().to_owned())
+            .collect()
+    }
+
+    /// An entry `key=vvv...` of `len` characters.
+    fn entry(key: &str, len: usize) -> String {
+        format!("{key}={}", "v".repeat(len - key.len() - 1))
+    }
+
+    #[test]
+    fn tracestate_drops_long_entries_first_then_from_the_end() {
+        // 100 + 200 + 100 + 100 + 50 and 4 commas: 554.
+        let entries = [
+            entry("a", 100),
+            entry("long", 200),
+            entry("b", 100),
+            entry("c", 100),
+            entry("d", 50),
+        ];
+        assert_eq!(bounded(&entries), ["a", "b", "c", "d"]);
+
+        // No entry over 128: from the end, even the shortest. 5 * 100 + 4 * 7
+        // and 8 commas: 536; without the last three, 512.
+        let mut entries: Vec<String> = (0..5).map(|i| entry(&format!("x{i}"), 100)).collect();
+        entries.extend((0..4).map(|i| entry(&format!("y{i}"), 7)));
+        assert_eq!(bounded(&entries), ["x0", "x1", "x2", "x3", "x4", "y0"]);
+
+        // Only as many long entries as needed go, the rightmost first.
+        let entries = [
+            entry("l1", 129),
+            entry("l2", 129),
+            entry("s", 100),
+            entry("l3", 129),
+            entry("t", 100),
+        ];
+        assert_eq!(bounded(&entries), ["l1", "l2", "s", "t"]);
+
+        // Exactly 128 is not long: 3 * 128 + 129 and 3 commas: 516.
+        let entries = [
+            entry("e0", 128),
+            entry("l", 129),
+            entry("e1", 128),
+            entry("e2", 128),
+        ];
+        assert_eq!(bounded(&entries), ["e0", "e1", "e2"]);
+        let mut entries: Vec<String> = (0..4).map(|i| entry(&format!("e{i}"), 128)).collect();
+        entries.push(entry("f", 3));
+        assert_eq!(bounded(&entries), ["e0", "e1", "e2"]);
+    }
+
+    #[test]
+    fn tracestate_within_512_characters_is_kept_whole() {
+        let mut exact: Vec<String> = (0..4).map(|i| entry(&format!("e{i}"), 126)).collect();
+        exact.push(entry("f", 4));
+        assert_eq!(exact.join(",").len(), 512);
+        assert_eq!(bounded(&exact), ["e0", "e1", "e2", "e3", "f"]);
+        // A single entry over 512 characters leaves nothing.
+        assert!(bounded(&[entry("big", 600)]).is_empty());
+    }
+
+    #[test]
     fn rejects_what_w3c_rejects() {
         let cases = [
             ("version ff", format!("ff{}", &VALID[2..])),
@@ -973,7 +1074,6 @@ mod tests {
                 "all-zero span id",
                 VALID.replace("00f067aa0ba902b7", &"0".repeat(16)),
             ),
-            ("unknown flag bits", format!("{}09", &VALID[..53])),
             ("trailing data on version 00", format!("{VALID}-extra")),
             ("one-digit flags", VALID[..54].to_owned()),
             ("plus sign", VALID.replace("-00f0", "-+0f0")),

@@ -209,6 +209,13 @@ impl OwnedRecord {
 /// Keys may repeat. [`get`](Self::get) returns the **last** value for a key,
 /// the rule Kafka's own Java client (`Headers::lastHeader`) and the
 /// OpenTelemetry Java instrumentation follow.
+///
+/// A header whose name is not UTF-8 is skipped: [`get_at`](Self::get_at)
+/// returns `None` for it, and [`iter`](Self::iter), [`get`](Self::get),
+/// trace-context extraction, [`RecordMeta::headers`] and dead-letter copies
+/// leave it out ([`len`](Self::len) still counts it). Kafka header names are
+/// strings, but the protocol carries bytes, and producers whose strings are
+/// bytes (Go, C) can write any.
 #[derive(Clone, Copy)]
 pub struct RecordHeaders<'a> {
     inner: HeadersRef<'a>,
@@ -254,14 +261,15 @@ impl<'a> RecordHeaders<'a> {
         self.len() == 0
     }
 
-    /// The header at `idx`, as (key, value); the value is `None` for a null header.
+    /// The header at `idx`, as (key, value); the value is `None` for a null
+    /// header. `None` when there is no header `idx`, or its name is not UTF-8.
     pub fn get_at(&self, idx: usize) -> Option<(&'a str, Option<&'a [u8]>)> {
-        let header = match self.inner {
+        let (name, value) = match self.inner {
             HeadersRef::None => None,
-            HeadersRef::Borrowed(h) => h.try_get(idx),
-            HeadersRef::Owned(h) => h.try_get(idx),
+            HeadersRef::Borrowed(h) => header_at(h, idx),
+            HeadersRef::Owned(h) => header_at(h.as_borrowed(), idx),
         }?;
-        Some((header.key, header.value))
+        Some((std::str::from_utf8(name).ok()?, value))
     }
 
     /// The value of the last header named `key` (keys compare exactly);
@@ -278,6 +286,49 @@ impl<'a> RecordHeaders<'a> {
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + '_ {
         (0..self.len()).filter_map(|idx| self.get_at(idx))
     }
+}
+
+/// The name and value of header `idx` of `headers`, the name as raw bytes.
+///
+/// rdkafka's `Headers::try_get` (and `get`, `iter`) unwraps the name's
+/// conversion to `&str`, so a record whose header name is not UTF-8 (which
+/// librdkafka and the broker pass on as sent) would panic the consumer; this
+/// reads the header through librdkafka directly instead.
+#[allow(unsafe_code)]
+fn header_at(headers: &BorrowedHeaders, idx: usize) -> Option<(&[u8], Option<&[u8]>)> {
+    use rdkafka::bindings::{rd_kafka_header_get_all, rd_kafka_headers_t};
+    use rdkafka::types::RDKafkaRespErr;
+    use std::ffi::CStr;
+
+    // rdkafka's view of native headers: the reference's address is the
+    // native `rd_kafka_headers_t` (rdkafka's own `as_native_ptr` is this
+    // cast; `BorrowedHeaders` is a zero-sized stand-in).
+    let native = std::ptr::from_ref(headers).cast::<rd_kafka_headers_t>();
+    let mut name = std::ptr::null();
+    let mut value = std::ptr::null();
+    let mut size = 0;
+    // SAFETY: `native` is a live `rd_kafka_headers_t` for as long as
+    // `headers` is borrowed; librdkafka bounds-checks `idx` and only writes
+    // the three out-pointers.
+    let err = unsafe { rd_kafka_header_get_all(native, idx, &mut name, &mut value, &mut size) };
+    if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+        return None;
+    }
+    // SAFETY: on success librdkafka points `name` at the header's
+    // NUL-terminated name and `value` at `size` bytes (or null for a null
+    // value), both owned by the headers, which outlive `headers`' borrow and
+    // are not changed while it lasts (only an owner with `&mut` or by value
+    // can add headers).
+    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+    let value = (!value.is_null()).then(|| {
+        if size == 0 {
+            &[][..]
+        } else {
+            // SAFETY: as above.
+            unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }
+        }
+    });
+    Some((name, value))
 }
 
 impl fmt::Debug for RecordHeaders<'_> {
@@ -345,5 +396,65 @@ impl RecordMeta {
             .rev()
             .find(|(k, _)| k == key)
             .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use opentelemetry::trace::TraceContextExt as _;
+    use opentelemetry::Context;
+    use rdkafka::message::OwnedHeaders;
+
+    use super::Record;
+    use crate::propagation::{extract_parent_context, HeaderExtractor, Propagation};
+    use crate::testing::with_raw_header;
+
+    const TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// Regression: rdkafka's `Headers::try_get` unwraps a header name's
+    /// UTF-8 conversion, so such a record panicked the consumer when its
+    /// headers were first read (trace-context extraction).
+    #[test]
+    fn a_header_name_that_is_not_utf8_is_skipped_not_a_panic() {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in [
+            (&b"trace\xffparent"[..], Some(&b"x"[..])),
+            (b"traceparent", Some(TRACEPARENT)),
+            (b"\xc3\x28", None),
+            (b"tenant", Some(b"acme")),
+            (b"\xfe\xff", Some(b"")),
+        ] {
+            headers = with_raw_header(headers, name, value);
+        }
+        let record = Record::new("orders", 0, 0, None, None, Some(&headers));
+        let view = record.headers();
+        assert_eq!(view.len(), 5);
+        assert_eq!(view.get_at(0), None);
+        assert_eq!(view.get_at(1), Some(("traceparent", Some(TRACEPARENT))));
+        assert_eq!(view.get_at(2), None);
+        assert_eq!(view.get_at(5), None);
+        let names: Vec<&str> = view.iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["traceparent", "tenant"]);
+        assert_eq!(view.get("tenant"), Some(&b"acme"[..]));
+        let meta: Vec<&str> = record
+            .meta()
+            .headers()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(meta, ["traceparent", "tenant"]);
+        assert!(!format!("{record:?}").is_empty());
+
+        // Extraction reads the good traceparent, through either path.
+        let cx = Propagation::default()
+            .propagator()
+            .extract_with_context(&Context::new(), &HeaderExtractor(view));
+        assert!(cx.span().span_context().is_valid());
+        let _ = extract_parent_context(view);
+        // The copy a synchronous handler gets keeps every header.
+        let owned = record.to_owned_record();
+        assert_eq!(owned.record().headers().len(), 5);
+        assert_eq!(owned.record().headers().iter().count(), 2);
     }
 }

@@ -261,6 +261,62 @@ impl<'a> TestRecord<'a> {
     }
 }
 
+/// `headers` with one more header, named by raw bytes: for tests of records
+/// whose header names are not UTF-8, which Kafka's protocol and librdkafka
+/// carry as sent (a Go or C producer can write any bytes) but rdkafka's
+/// `Header`, whose key is a `&str`, cannot express. A `None` value is a null
+/// header. Produce the result as a record's headers, or read it through
+/// [`Record::new`](crate::Record::new).
+///
+/// ```
+/// use kafka_handler::testing::with_raw_header;
+/// use kafka_handler::Record;
+/// use rdkafka::message::OwnedHeaders;
+///
+/// let headers = with_raw_header(OwnedHeaders::new(), b"trace\xffparent", Some(b"x"));
+/// let headers = with_raw_header(headers, b"tenant", Some(b"acme"));
+/// let record = Record::new("orders", 0, 0, None, None, Some(&headers));
+/// assert_eq!(record.headers().len(), 2);
+/// // A name that is not UTF-8 is skipped.
+/// assert_eq!(record.headers().iter().count(), 1);
+/// ```
+#[allow(unsafe_code)]
+pub fn with_raw_header(headers: OwnedHeaders, name: &[u8], value: Option<&[u8]>) -> OwnedHeaders {
+    use rdkafka::bindings::{rd_kafka_header_add, rd_kafka_headers_t};
+
+    // rdkafka's view of native headers: the reference's address is the
+    // native `rd_kafka_headers_t` (`BorrowedHeaders` is a zero-sized
+    // stand-in; rdkafka's own `OwnedHeaders::insert` adds through the same
+    // pointer).
+    let native = std::ptr::from_ref(headers.as_borrowed())
+        .cast::<rd_kafka_headers_t>()
+        .cast_mut();
+    let (value_ptr, value_len) = match value {
+        Some(value) => (value.as_ptr().cast(), value.len() as isize),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: `headers` is owned here, so nothing else reads the native
+    // headers while this adds to them; librdkafka copies `name.len()` bytes
+    // of the name and `value_len` bytes of the value (none for a null
+    // value), both of which outlive the call.
+    let err = unsafe {
+        rd_kafka_header_add(
+            native,
+            name.as_ptr().cast(),
+            name.len() as isize,
+            value_ptr,
+            value_len,
+        )
+    };
+    // Only read-only (a consumed message's) headers refuse, as in rdkafka's
+    // `insert`.
+    assert_eq!(
+        err,
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
+    );
+    headers
+}
+
 /// A topic name no other test uses: `{prefix}-{random hex}`.
 pub fn unique_topic(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -776,3 +776,108 @@ async fn large_payloads_and_unusual_headers_survive_handling_and_dead_lettering(
         "the copy's traceparent is the send span's, not the original's"
     );
 }
+
+/// Regression: rdkafka panics on a header name that is not UTF-8 (its
+/// `Headers::try_get` unwraps the name's conversion), and such names reach
+/// the consumer as sent: Kafka's protocol carries header names as bytes, and
+/// a Go or C producer can write any. The consumer read every record's
+/// headers through rdkafka to extract its trace context, so one such record
+/// took it down. Now the header is skipped: the record is handled, continues
+/// its trace, and is dead-lettered with its other headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_is_skipped() {
+    use kafka_handler::testing::with_raw_header;
+    use rdkafka::message::OwnedHeaders;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::ClientConfig;
+
+    let telemetry = telemetry(Mode::OtelOnly);
+    let broker = EmbeddedBroker::start().unwrap();
+    let (topic, group, dlq) = new_topic_with_dlq(&broker, "raw-names", 1).await;
+    let failing_group = unique_topic("raw-names-failing-group");
+
+    let (producer_span, trace_headers) = traced_headers(&topic);
+    let mut headers = with_raw_header(OwnedHeaders::new(), b"trace\xffparent", Some(b"x"));
+    for (name, value) in &trace_headers {
+        headers = with_raw_header(headers, name.as_bytes(), value.as_deref());
+    }
+    headers = with_raw_header(headers, b"\xc3\x28", None);
+    headers = with_raw_header(headers, b"tenant", Some(b"acme"));
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .create()
+        .unwrap();
+    let raw_offset = producer
+        .send(
+            FutureRecord::<(), [u8]>::to(&topic)
+                .payload(b"raw")
+                .headers(headers),
+            WAIT,
+        )
+        .await
+        .expect("the broker accepts the record")
+        .offset;
+    let (_, next_offset) = send(&broker, TestRecord::new(&topic, b"next")).await;
+
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let seen_by_handler = seen.clone();
+    let handles = Handler::sync("tests::handles", [&topic], &group, move |record| {
+        let headers = record
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
+            .collect();
+        let payload = <&[u8]>::from_record(record)?.to_vec();
+        seen_by_handler
+            .lock()
+            .unwrap()
+            .push((record.offset(), payload, headers));
+        Ok(())
+    });
+    let rejects = Handler::sync(
+        "tests::rejects",
+        [&topic],
+        &failing_group,
+        |_: &Record<'_>| Err(HandlerError::permanent("rejected")),
+    );
+    let rejects = dead_lettering(rejects, 0, &dlq);
+    let end = [next_offset + 1];
+    let both_committed = async {
+        wait_for_commits(WAIT, &broker, &group, &topic, &end).await;
+        wait_for_commits(WAIT, &broker, &failing_group, &topic, &end).await;
+    };
+    run_until(&broker, vec![handles, rejects], both_committed).await;
+
+    let mut seen = std::mem::take(&mut *seen.lock().unwrap());
+    seen.sort_by_key(|(offset, _, _)| *offset);
+    let offsets: Vec<i64> = seen.iter().map(|(offset, _, _)| *offset).collect();
+    assert_eq!(offsets, [raw_offset, next_offset]);
+    let names: Vec<&str> = seen[0].2.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["traceparent", "tenant"],
+        "the UTF-8 names, in order"
+    );
+
+    let spans = telemetry.process_spans(&topic);
+    let raw_span = spans
+        .iter()
+        .find(|span| {
+            attribute(span, "messaging.consumer.group.name") == Some(group.clone().into())
+                && attribute(span, "messaging.kafka.offset") == Some(raw_offset.into())
+        })
+        .expect("the record's span");
+    assert_child_of(raw_span, &producer_span, "the record continues its trace");
+
+    let copies = read_all(&broker, &dlq).await;
+    assert_eq!(copies.len(), 2, "one copy per record");
+    let copy = copies
+        .iter()
+        .find(|copy| original_position(copy).1 == raw_offset)
+        .expect("a copy of the record");
+    assert_eq!(
+        carried_headers(copy),
+        [("tenant".to_owned(), Some(b"acme".to_vec()))]
+    );
+    assert_eq!(copy.payload(), Some(&b"raw"[..]));
+}

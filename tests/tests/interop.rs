@@ -91,13 +91,33 @@ fn traceparent_flags_decide_sampling_and_the_trace_continues_either_way() {
 }
 
 #[test]
+fn unknown_traceparent_flag_bits_are_dropped_and_the_trace_continues() {
+    // As the OpenTelemetry Java, Go and JavaScript propagators read them:
+    // only `sampled` decides, whatever else is set.
+    for (flags, sampled) in [
+        ("09", true),
+        ("05", true),
+        ("ff", true),
+        ("04", false),
+        ("80", false),
+        ("fe", false),
+    ] {
+        let cx = extract("tracecontext", &[("traceparent", &traceparent(flags))]);
+        assert_continues(&cx, TRACE, SPAN, sampled, &format!("flags {flags}"));
+    }
+    // Upper-case flags are still not W3C hex.
+    let cx = extract("tracecontext", &[("traceparent", &traceparent("0F"))]);
+    assert_new_trace(&cx, "upper-case flags");
+}
+
+#[test]
 fn a_malformed_traceparent_starts_a_new_trace() {
     let valid = traceparent("01");
     for (why, value) in [
         ("upper case", valid.to_uppercase()),
         ("plus sign", valid.replace("-00f0", "-+0f0")),
         ("short trace id", valid.replace("4bf92f", "4bf92")),
-        ("unknown flag bits", traceparent("09")),
+        ("trailing data on version 00", format!("{valid}-00")),
         ("version ff", valid.replacen("00", "ff", 1)),
         ("all-zero trace id", valid.replace(TRACE, &"0".repeat(32))),
     ] {
@@ -147,11 +167,48 @@ fn tracestate_keeps_its_first_32_members() {
     assert_eq!(kept, members[..32].join(","));
 }
 
+/// A `tracestate` entry `key=vvv...` of `len` characters.
+fn entry(key: &str, len: usize) -> String {
+    format!("{key}={}", "v".repeat(len - key.len() - 1))
+}
+
+/// The `tracestate` a record carrying a valid `traceparent` and `tracestate`
+/// continues with.
+fn kept_trace_state(tracestate: &str) -> String {
+    let cx = extract(
+        "tracecontext",
+        &[
+            ("traceparent", &traceparent("01")),
+            ("tracestate", tracestate),
+        ],
+    );
+    assert_continues(&cx, TRACE, SPAN, true, "long tracestate");
+    let kept = span_context(&cx).trace_state().header();
+    assert!(kept.len() <= MAX_TRACESTATE_CHARS, "{}", kept.len());
+    kept
+}
+
 #[test]
-fn tracestate_over_512_characters_drops_the_longest_entries_first() {
+fn tracestate_over_512_characters_drops_entries_over_128_first() {
+    // A 200-character entry in the middle of short ones: 5 * 70 + 200 and
+    // 5 commas = 555 characters. It goes, and nothing else does.
+    let entries = [
+        entry("a", 70),
+        entry("b", 70),
+        entry("c", 70),
+        entry("big", 200),
+        entry("d", 70),
+        entry("e", 70),
+    ];
+    let header = entries.join(",");
+    assert_eq!(header.len(), 555);
+    let expected = [0, 1, 2, 4, 5].map(|i| entries[i].as_str()).join(",");
+    assert_eq!(kept_trace_state(&header), expected);
+
     // 4 entries of 100 characters, one of 200 and one of 150, in between
     // short ones: 4 * 100 + 200 + 150 + 2 * 5 + 7 commas = 767 characters.
-    let entry = |key: &str, len: usize| format!("{key}={}", "v".repeat(len - key.len() - 1));
+    // Dropping `mid` (the rightmost long one) leaves 616, then `big` 415:
+    // the rest, in order.
     let entries = [
         entry("a", 100),
         entry("big", 200),
@@ -164,46 +221,35 @@ fn tracestate_over_512_characters_drops_the_longest_entries_first() {
     ];
     let header = entries.join(",");
     assert_eq!(header.len(), 767);
-    let cx = extract(
-        "tracecontext",
-        &[("traceparent", &traceparent("01")), ("tracestate", &header)],
-    );
-    // Dropping `big` leaves 566, then `mid` leaves 415: the rest, in order.
-    let kept = span_context(&cx).trace_state().header();
-    let expected = [
-        &entries[0],
-        &entries[2],
-        &entries[3],
-        &entries[5],
-        &entries[6],
-        &entries[7],
-    ]
-    .map(String::as_str)
-    .join(",");
-    assert_eq!(kept, expected);
-    assert!(kept.len() <= MAX_TRACESTATE_CHARS);
-    assert_continues(&cx, TRACE, SPAN, true, "long tracestate");
+    let expected = [0, 2, 3, 5, 6, 7].map(|i| entries[i].as_str()).join(",");
+    assert_eq!(kept_trace_state(&header), expected);
+}
 
-    // Of equally long entries the rightmost goes first; exactly 512 stays.
+#[test]
+fn tracestate_over_512_characters_then_drops_entries_from_the_end() {
+    // Short entries, the longest first: 30 entries of 12 to 41 characters,
+    // 824 in all with the commas. Dropping the longest would keep the short
+    // tail; W3C drops from the end, so the first ones stay, in order.
+    let entries: Vec<String> = (0..30)
+        .map(|i| entry(&format!("k{i:02}"), 41 - i))
+        .collect();
+    let header = entries.join(",");
+    assert_eq!(header.len(), 824);
+    let kept = kept_trace_state(&header);
+    let fits = (1..=entries.len())
+        .rev()
+        .map(|n| entries[..n].join(","))
+        .find(|prefix| prefix.len() <= MAX_TRACESTATE_CHARS)
+        .unwrap();
+    assert_eq!(kept, fits);
+    assert_eq!(kept.split(',').count(), 14);
+
+    // Of equally long entries the last goes; exactly 512 stays.
     let same: Vec<String> = (0..6).map(|i| entry(&format!("e{i}"), 100)).collect();
-    let cx = extract(
-        "tracecontext",
-        &[
-            ("traceparent", &traceparent("01")),
-            ("tracestate", &same.join(",")),
-        ],
-    );
-    assert_eq!(
-        span_context(&cx).trace_state().header(),
-        same[..5].join(",")
-    );
+    assert_eq!(kept_trace_state(&same.join(",")), same[..5].join(","));
     let exact = format!("{},{}", same[..4].join(","), entry("f", 108));
     assert_eq!(exact.len(), 512);
-    let cx = extract(
-        "tracecontext",
-        &[("traceparent", &traceparent("01")), ("tracestate", &exact)],
-    );
-    assert_eq!(span_context(&cx).trace_state().header(), exact);
+    assert_eq!(kept_trace_state(&exact), exact);
 }
 
 #[test]
@@ -750,7 +796,8 @@ fn the_traceparent_rules_hold_for_any_carrier() {
         (valid.clone(), true),
         (valid.replace("-00f0", "-+0f0"), false),
         (valid.replace("4bf92f", "4bf92"), false),
-        (traceparent("09"), false),
+        (traceparent("09"), true),
+        (traceparent("0A"), false),
     ] {
         let carrier: HashMap<String, String> = [("traceparent".to_owned(), value.clone())].into();
         let cx = propagator.extract_with_context(&Context::new(), &carrier);
