@@ -1,4 +1,4 @@
-//! A minimal blocking HTTP/1.1 GET, enough for health and metrics
+//! A minimal blocking HTTP/1.1 client, enough for health and metrics
 //! endpoints (`Content-Length` or chunked bodies).
 
 use std::io::{Read as _, Write as _};
@@ -30,6 +30,13 @@ impl HttpResponse {
 /// `GET http://{addr}{path}` with a 5 s timeout. An error means no HTTP
 /// response (refused, reset, timed out, malformed).
 pub fn get(addr: &str, path: &str) -> Result<HttpResponse, String> {
+    request(addr, "GET", path)
+}
+
+/// `{method} http://{addr}{path}`, without a request body, with a 5 s
+/// timeout. The body is whatever arrives before the server closes the
+/// connection (none for HEAD). An error means no HTTP response.
+pub fn request(addr: &str, method: &str, path: &str) -> Result<HttpResponse, String> {
     let timeout = Duration::from_secs(5);
     let socket = addr
         .parse()
@@ -42,14 +49,14 @@ pub fn get(addr: &str, path: &str) -> Result<HttpResponse, String> {
         .map_err(|err| format!("setting timeouts: {err}"))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|err| format!("sending GET {path} to {addr}: {err}"))?;
+    .map_err(|err| format!("sending {method} {path} to {addr}: {err}"))?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
-        .map_err(|err| format!("reading the answer to GET {path} from {addr}: {err}"))?;
-    parse(&raw).map_err(|err| format!("GET {path} from {addr}: {err}"))
+        .map_err(|err| format!("reading the answer to {method} {path} from {addr}: {err}"))?;
+    parse(&raw).map_err(|err| format!("{method} {path} from {addr}: {err}"))
 }
 
 fn parse(raw: &[u8]) -> Result<HttpResponse, String> {

@@ -792,6 +792,23 @@ async fn health_and_metrics_endpoints() {
     let live = http::get(&health, "/livez").expect("/livez answers");
     assert_eq!(live.status, 200, "{live:?}");
 
+    // HEAD: GET's status and headers, no body.
+    let head = http::request(&health, "HEAD", "/livez").expect("HEAD /livez answers");
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.body, "", "{head:?}");
+    assert_eq!(
+        head.header("content-length"),
+        Some(live.body.len().to_string().as_str()),
+        "{head:?} after {live:?}"
+    );
+    // Another method: 405 with the methods allowed; an unknown path: 404.
+    let post = http::request(&metrics, "POST", "/metrics").expect("POST /metrics answers");
+    assert_eq!(post.status, 405, "{post:?}");
+    assert_eq!(post.header("allow"), Some("GET, HEAD"), "{post:?}");
+    let delete = http::request(&health, "DELETE", "/nosuch").expect("DELETE /nosuch answers");
+    assert_eq!(delete.status, 404, "{delete:?}");
+    assert_eq!(delete.header("allow"), None, "{delete:?}");
+
     consumer.stop(Signal::Term, EXIT).await;
 }
 
@@ -872,6 +889,100 @@ async fn an_unreachable_collector_is_reported_and_consuming_goes_on() {
     wait_for_commits(after, &consumer).await;
     assert_eq!(consumer.exit_status(), None, "{}", consumer.dump());
     consumer.stop(Signal::Term, EXIT).await;
+}
+
+/// Whether `line` begins with a log line's timestamp
+/// (`2026-11-21T10:00:00.123Z`).
+fn starts_with_timestamp(line: &str) -> bool {
+    let shape = "dddd-dd-ddTdd:dd:dd.dddZ ";
+    line.len() > shape.len()
+        && line.chars().zip(shape.chars()).all(|(c, s)| match s {
+            'd' => c.is_ascii_digit(),
+            _ => c == s,
+        })
+}
+
+/// Records whose key and payload carry a newline (with what a forged log
+/// line would start with), a carriage return, ANSI escapes and a C1
+/// control: audit logs the key, mail logs the invoice, billing fails to
+/// decode the order and dead-letters it, review logs its key and error. In
+/// the text format every event stays one line that starts with its
+/// timestamp, with every control character escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_escape_what_records_carry() {
+    use rdkafka::producer::FutureRecord;
+
+    let broker = DevBroker::start(&["orders", "orders.dlq", "invoices"], 1).await;
+    let mut command = orders_consumer(&["--brokers", broker.brokers()]);
+    command
+        .args(FAST_GROUP_FLAGS)
+        .args(["--log-format", "text"])
+        .env("NO_COLOR", "1");
+    let mut consumer = ChildProcess::spawn("orders_consumer", command);
+
+    const FORGED: &str =
+        "\n2026-01-01T00:00:00.000Z ERROR kafka_handler: forged\r\x1b[31mred\x1b[0m\u{9b}2J";
+    const ESCAPED: &str =
+        r"\n2026-01-01T00:00:00.000Z ERROR kafka_handler: forged\r\u{1b}[31mred\u{1b}[0m\u{9b}2J";
+    let key = format!("order-4{FORGED}");
+    let order = format!("not JSON{FORGED}");
+    let invoice = format!("invoice 4{FORGED}");
+    let producer = kafka::producer(broker.brokers());
+    for (topic, key, payload) in [
+        ("orders", key.as_str(), order.as_str()),
+        ("invoices", "invoice-4", invoice.as_str()),
+    ] {
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(err, _)| panic!("producing to {topic}: {err}"));
+    }
+
+    let expected = [
+        ("audited", format!("key=\"order-4{ESCAPED}\"")),
+        ("mailing", format!("invoice=\"invoice 4{ESCAPED}\"")),
+        (
+            "record handling failed",
+            "error.type=deserialization".to_owned(),
+        ),
+        ("order needs a human", format!("key=\"order-4{ESCAPED}\"")),
+    ];
+    for (message, field) in &expected {
+        consumer
+            .wait_for_line(
+                Stream::Stderr,
+                START,
+                &format!("a {message:?} line with {field}"),
+                |line| line.contains(&format!(": {message} ")) && line.contains(field.as_str()),
+            )
+            .await;
+    }
+    consumer.stop(Signal::Term, EXIT).await;
+
+    let lines = consumer.lines(Stream::Stderr);
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(
+            starts_with_timestamp(line),
+            "every line is an event of its own: {line:?}\n{}",
+            consumer.dump()
+        );
+        assert!(
+            !line.chars().any(char::is_control),
+            "a raw control character: {line:?}\n{}",
+            consumer.dump()
+        );
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|line| line.contains("forged") && !line.contains(ESCAPED)),
+        "{}",
+        consumer.dump()
+    );
 }
 
 #[path = "binaries/cli.rs"]

@@ -130,3 +130,50 @@ async fn a_consumer_survives_a_broker_outage_without_losing_records() {
         "the restart handles only the new record"
     );
 }
+
+/// A stop while the broker is gone cannot commit: the consumer says so in
+/// one error naming the group and the failed commit, and stops within its
+/// bound (the shutdown timeout, the final commit, 10 s to close) instead of
+/// hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_cannot_commit_fails_with_one_clear_error_and_does_not_hang() {
+    telemetry(Mode::OtelOnly);
+    let broker = EmbeddedBroker::mock().unwrap();
+    let topic = unique_topic("gone");
+    let group = unique_topic("gone");
+    broker.create_topic(&topic, 1).await.unwrap();
+    for _ in 0..5 {
+        send(&broker, TestRecord::new(&topic, b"x")).await;
+    }
+    // A counter of its own: the other test of this binary shares `HANDLED`.
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    let handler = Handler::sync("tests::gone", [&topic], &group, move |_: &Record<'_>| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    });
+    let (shutdown, running) = start_consumer(&broker, vec![handler]);
+    wait_until(Duration::from_secs(30), "the records handled", || {
+        count.load(std::sync::atomic::Ordering::SeqCst) >= 5
+    })
+    .await;
+    broker.broker_down(1).unwrap();
+    shutdown.trigger();
+    // The tests' shutdown timeout (10 s), with nothing in flight, then the
+    // final commit and the bounded close.
+    let stopped = tokio::time::timeout(Duration::from_secs(90), running)
+        .await
+        .expect("the consumer stops although the broker is gone")
+        .expect("the consumer task does not panic");
+    broker.broker_up(1).unwrap();
+    let error = stopped
+        .expect_err("a stop that cannot commit is an error")
+        .to_string();
+    assert!(
+        error.contains(&format!(
+            "committing offsets of group `{group}` at shutdown"
+        )),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "one line: {error}");
+}

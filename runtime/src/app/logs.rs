@@ -14,6 +14,12 @@
 //! layer). When that has none and the layer is installed, the event's
 //! `tracing` span's OpenTelemetry context is used instead. Lines outside
 //! any valid span context carry no ids.
+//!
+//! An event is always one line: what it carries (often from a record: a
+//! payload, a key, an error message) never reaches the output with a raw
+//! control character. In text, field values and messages that have one are
+//! quoted and escaped (`"\n"`, `"\u{1b}[31m"`); in JSON, every control
+//! character is a `\u` escape.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -281,17 +287,16 @@ impl Line<'_> {
         } else {
             out.push_str(&level);
         }
-        let _ = write!(out, " {}:", self.target);
+        out.push(' ');
+        push_text_message(out, self.target);
+        out.push(':');
         if let Some(message) = self.fields.message.as_deref().filter(|m| !m.is_empty()) {
             out.push(' ');
-            out.push_str(message);
+            push_text_message(out, message);
         }
         for (name, value) in &self.fields.values {
             let _ = write!(out, " {name}=");
-            match value {
-                FieldValue::Str(text) => push_logfmt_value(out, text),
-                other => push_number_text(out, other),
-            }
+            push_text_value(out, value);
         }
         if let Some((trace_id, span_id)) = self.ids {
             let _ = write!(out, " trace_id={trace_id} span_id={span_id}");
@@ -345,18 +350,58 @@ pub(crate) fn push_logfmt_value(out: &mut String, text: &str) {
     let bare = !text.is_empty()
         && !text
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '=');
+            .any(|c| c.is_whitespace() || c == '"' || c == '=')
+        && !has_unprintable(text);
     if bare {
         out.push_str(text);
     } else {
-        let _ = write!(out, "\"{}\"", text.escape_debug());
+        push_escaped(out, text);
     }
 }
 
-/// A non-string value as text (and any value, for the text format).
-fn push_number_text(out: &mut String, value: &FieldValue) {
+/// An event's message: as is, unless it has a character that must not
+/// reach a terminal or a log shipper raw (a newline, a carriage return, an
+/// ANSI escape, any other control or unprintable character) or begins with
+/// a quote; then quoted and escaped as a field value is (`\n`, `\u{1b}`).
+/// So a message is one line, and a quoted one is always an escaped one.
+fn push_text_message(out: &mut String, text: &str) {
+    if text.starts_with('"') || has_unprintable(text) {
+        push_escaped(out, text);
+    } else {
+        out.push_str(text);
+    }
+}
+
+/// `text` quoted, with Rust's `Debug` escapes: `\"`, `\\`, `\n`, `\r`,
+/// `\t`, and `\u{..}` for every other control (C0, DEL, C1) or
+/// unprintable character.
+fn push_escaped(out: &mut String, text: &str) {
+    let _ = write!(out, "\"{}\"", text.escape_debug());
+}
+
+/// Whether Rust's `Debug` escapes `text` beyond its quotes and
+/// backslashes: it has a control character (C0, DEL, C1), another
+/// unprintable one (a line separator, a bidirectional override), or begins
+/// with a combining mark.
+fn has_unprintable(text: &str) -> bool {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return false;
+    }
+    let plain = text
+        .chars()
+        .map(|c| if matches!(c, '"' | '\'' | '\\') { 2 } else { 1 })
+        .sum::<usize>();
+    text.escape_debug().count() != plain
+}
+
+/// A value as the text format writes it: a string as a logfmt value, a
+/// number or a boolean as such.
+fn push_text_value(out: &mut String, value: &FieldValue) {
     let _ = match value {
-        FieldValue::Str(text) => write!(out, "{text}"),
+        FieldValue::Str(text) => {
+            push_logfmt_value(out, text);
+            Ok(())
+        }
         FieldValue::Bool(v) => write!(out, "{v}"),
         FieldValue::I64(v) => write!(out, "{v}"),
         FieldValue::U64(v) => write!(out, "{v}"),
@@ -372,16 +417,32 @@ fn push_json_value(out: &mut String, value: &FieldValue) {
     match value {
         FieldValue::Str(text) => push_json_string(out, text),
         FieldValue::F64(v) if !v.is_finite() => push_json_string(out, &v.to_string()),
-        other => push_number_text(out, other),
+        other => push_text_value(out, other),
     }
 }
 
-/// `text` as a JSON string.
+/// `text` as a JSON string. Beyond what JSON requires (quotes,
+/// backslashes, C0 controls), DEL, the C1 controls and the line and
+/// paragraph separators are escaped too (`\u009b`), so no control
+/// character reaches the line raw, whoever reads it.
 fn push_json_string(out: &mut String, text: &str) {
-    match serde_json::to_string(text) {
-        Ok(quoted) => out.push_str(&quoted),
-        Err(_) => out.push_str("\"\""),
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
     }
+    out.push('"');
 }
 
 /// `time` as RFC 3339 in UTC with milliseconds: `2026-11-21T10:00:00.123Z`.
@@ -476,11 +537,42 @@ pub(crate) mod tests {
 
     /// The lines `f` logs through a [`LogLayer`] in `format`.
     fn capture(format: LogFormat, f: impl FnOnce()) -> Vec<String> {
+        capture_text(format, false, f)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// What `f` logs through a [`LogLayer`] in `format`, as written.
+    fn capture_text(format: LogFormat, ansi: bool, f: impl FnOnce()) -> String {
         let buffer = Buffer::default();
         let subscriber =
-            tracing_subscriber::registry().with(LogLayer::new(format, false, buffer.clone()));
+            tracing_subscriber::registry().with(LogLayer::new(format, ansi, buffer.clone()));
         tracing::subscriber::with_default(subscriber, f);
-        buffer.text().lines().map(str::to_owned).collect()
+        buffer.text()
+    }
+
+    /// What a record can carry into a log line: a newline and a timestamp
+    /// that would forge a second line, a carriage return, ANSI escapes that
+    /// recolour (or clear) a terminal, a tab, DEL, a C1 control (CSI) and a
+    /// line separator.
+    const HOSTILE: &str = "order 4\n2026-01-01T00:00:00.000Z ERROR app: forged\r\x1b[31mred\x1b[0m\t\x7f\u{9b}2J\u{2028}end";
+
+    /// [`HOSTILE`] quoted and escaped, as the text format writes it.
+    const HOSTILE_ESCAPED: &str = r#""order 4\n2026-01-01T00:00:00.000Z ERROR app: forged\r\u{1b}[31mred\u{1b}[0m\t\u{7f}\u{9b}2J\u{2028}end""#;
+
+    /// `text` is one line, ended by its only newline, with no other control
+    /// character and no line or paragraph separator.
+    fn assert_one_clean_line(text: &str) {
+        assert!(text.ends_with('\n'), "{text:?}");
+        assert_eq!(text.matches('\n').count(), 1, "{text:?}");
+        let body = &text[..text.len() - 1];
+        assert!(
+            !body
+                .chars()
+                .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+            "a raw control character in {text:?}"
+        );
     }
 
     /// The line without its timestamp, after checking the timestamp's shape.
@@ -618,6 +710,85 @@ pub(crate) mod tests {
             );
             assert!(lines[1].ends_with("outside"), "{activation}: {text}");
         }
+    }
+
+    #[test]
+    fn text_messages_and_fields_escape_control_characters() {
+        let text = capture_text(LogFormat::Text, false, || {
+            tracing::warn!(target: "app", payload = HOSTILE, "{HOSTILE}");
+        });
+        assert_one_clean_line(&text);
+        assert_eq!(
+            after_timestamp(text.trim_end()),
+            format!("  WARN app: {HOSTILE_ESCAPED} payload={HOSTILE_ESCAPED}")
+        );
+
+        // Each control character alone, in a message and in a field.
+        for (raw, escaped) in [
+            ("a\nb", r"a\nb"),
+            ("a\rb", r"a\rb"),
+            ("\x1b[31mred", r"\u{1b}[31mred"),
+            ("a\u{0}b", r"a\0b"),
+            ("a\u{85}b", r"a\u{85}b"),
+        ] {
+            let lines = capture(LogFormat::Text, || {
+                tracing::info!(target: "app", value = raw, "{raw}");
+            });
+            assert_eq!(lines.len(), 1, "{raw:?}: {lines:?}");
+            assert_eq!(
+                after_timestamp(&lines[0]),
+                format!("  INFO app: \"{escaped}\" value=\"{escaped}\""),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_messages_without_control_characters_stay_as_they_are() {
+        let lines = capture(LogFormat::Text, || {
+            tracing::info!(target: "app", r#"failed "hard" at C:\tmp, café ✓"#);
+            // A leading quote is quoted, so a quoted message is always escaped.
+            tracing::info!(target: "app", r#""quoted" \n first"#);
+        });
+        assert_eq!(
+            after_timestamp(&lines[0]),
+            r#"  INFO app: failed "hard" at C:\tmp, café ✓"#
+        );
+        assert_eq!(
+            after_timestamp(&lines[1]),
+            r#"  INFO app: "\"quoted\" \\n first""#
+        );
+    }
+
+    #[test]
+    fn ansi_escapes_the_message_and_colours_only_the_level() {
+        let text = capture_text(LogFormat::Text, true, || {
+            tracing::error!(target: "app", "\x1b[2J\x1b[32m INFO\x1b[0m fine");
+        });
+        assert_one_clean_line(&text.replace("\x1b[31mERROR\x1b[0m", "ERROR"));
+        assert_eq!(
+            after_timestamp(text.trim_end()),
+            format!(
+                " \x1b[31mERROR\x1b[0m app: {}",
+                r#""\u{1b}[2J\u{1b}[32m INFO\u{1b}[0m fine""#
+            )
+        );
+    }
+
+    #[test]
+    fn json_lines_escape_every_control_character() {
+        let text = capture_text(LogFormat::Json, false, || {
+            tracing::warn!(target: "app", payload = HOSTILE, "{HOSTILE}");
+        });
+        assert_one_clean_line(&text);
+        let escaped = r#""order 4\n2026-01-01T00:00:00.000Z ERROR app: forged\r\u001b[31mred\u001b[0m\t\u007f\u009b2J\u2028end""#;
+        assert!(
+            text.contains(&format!("\"message\":{escaped},\"payload\":{escaped}}}")),
+            "{text}"
+        );
+        let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(value["message"], HOSTILE);
+        assert_eq!(value["payload"], HOSTILE);
     }
 
     #[test]

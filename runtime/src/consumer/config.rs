@@ -9,6 +9,8 @@ use rdkafka::ClientConfig;
 use crate::error::Error;
 use crate::handler::{Handler, HandlerOptions, ProcessingOrder};
 
+use super::rebalance::Protocol;
+
 /// Properties kafka-handler owns: it commits offsets itself, after handling.
 const OWNED_PROPERTIES: [(&str, &str); 2] = [
     ("enable.auto.commit", "false"),
@@ -71,6 +73,12 @@ pub(crate) fn client_config(
     for (key, value) in properties {
         config.set(key, value);
     }
+    // The cooperative assignor hands over only the partitions that move: a
+    // rolling restart does not stop every member. Not under KIP-848, where
+    // the broker assigns and the property is rejected.
+    if config.get("partition.assignment.strategy").is_none() && !uses_kip848(&config) {
+        config.set("partition.assignment.strategy", "cooperative-sticky");
+    }
     for (key, value) in OWNED_PROPERTIES {
         config.set(key, value);
     }
@@ -84,6 +92,28 @@ pub(crate) fn client_config(
         Error::kafka(format!("configuring the consumer for group `{group}`"), err)
     })?;
     Ok(config)
+}
+
+/// Whether the group uses the consumer group protocol of KIP-848
+/// (`group.protocol=consumer`), where the broker assigns partitions.
+fn uses_kip848(config: &ClientConfig) -> bool {
+    config
+        .get("group.protocol")
+        .is_some_and(|protocol| protocol.trim().eq_ignore_ascii_case("consumer"))
+}
+
+/// How the group hands partitions over: incrementally under KIP-848 and with
+/// the `cooperative-sticky` assignor (which librdkafka does not mix with
+/// others), all at once otherwise.
+pub(crate) fn protocol(config: &ClientConfig) -> Protocol {
+    let cooperative_assignor = config
+        .get("partition.assignment.strategy")
+        .is_some_and(|strategy| strategy.trim().eq_ignore_ascii_case("cooperative-sticky"));
+    if uses_kip848(config) || cooperative_assignor {
+        Protocol::Cooperative
+    } else {
+        Protocol::Eager
+    }
 }
 
 /// The group's `max.poll.interval.ms`: how long its poll loop may go

@@ -2,6 +2,7 @@
 //! checked client configuration, and, while it runs, its Kafka consumer.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -164,6 +165,7 @@ impl Group {
         );
         let context = GroupContext::new(
             self.group.clone(),
+            config::protocol(&self.config),
             offsets.clone(),
             self.health.clone(),
             lags,
@@ -199,7 +201,31 @@ pub(super) struct RunningGroup<'g> {
     pub(super) shutdown: Shutdown,
 }
 
+/// How long a stopped group's consumer may take to close (leave the group,
+/// hand its partitions back) before the group stops without waiting for it.
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl RunningGroup<'_> {
+    /// Closes the Kafka consumer: it leaves the group, serving the last
+    /// rebalance (its callback commits nothing new: the final commit went
+    /// before). librdkafka's close has no bound of its own, so it runs on the
+    /// blocking pool and the group waits for it at most [`CLOSE_TIMEOUT`];
+    /// past that the close goes on in the background and the group stops.
+    pub(super) async fn close(self) {
+        let group = self.group.group.clone();
+        let consumer = self.consumer;
+        let closing = tokio::task::spawn_blocking(move || drop(consumer));
+        match tokio::time::timeout(CLOSE_TIMEOUT, closing).await {
+            Ok(_) => tracing::debug!(target: "kafka_handler", group = %group, "consumer closed"),
+            Err(_) => tracing::warn!(
+                target: "kafka_handler",
+                group = %group,
+                "the consumer did not close within {CLOSE_TIMEOUT:?}; stopping without waiting \
+                 for it (its offsets were committed before)"
+            ),
+        }
+    }
+
     /// The index of the handler that consumes `topic`.
     pub(super) fn route(&self, topic: &str) -> Option<usize> {
         self.group

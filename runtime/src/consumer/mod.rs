@@ -292,7 +292,11 @@ impl Consumer {
             let health = group.health.clone();
             let task = tasks.spawn(async move {
                 let result = match group.connect(&shutdown) {
-                    Ok(running) => running.run().await,
+                    Ok(running) => {
+                        let result = running.run().await;
+                        running.close().await;
+                        result
+                    }
                     Err(error) => Err(error),
                 };
                 let error = result.as_ref().err().map(|e| e as &dyn std::fmt::Display);

@@ -10,6 +10,8 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::TopicPartitionList;
 
 use crate::health::GroupHealth;
 use crate::lock;
@@ -17,9 +19,21 @@ use crate::metrics::PartitionLag;
 
 use super::offsets::{self, Offsets, PartitionId};
 
+/// How the group hands partitions over, known from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// Every rebalance revokes the whole assignment, then assigns anew
+    /// (`range`, `roundrobin`).
+    Eager,
+    /// Rebalances revoke and assign only the partitions that move
+    /// (`cooperative-sticky`, or `group.protocol=consumer`).
+    Cooperative,
+}
+
 /// The context of one group's Kafka consumer.
 pub(crate) struct GroupContext {
     pub(crate) group: String,
+    protocol: Protocol,
     pub(crate) offsets: Arc<Mutex<Offsets>>,
     /// Partitions revoked since the poll loop last looked.
     revoked: Mutex<Vec<PartitionId>>,
@@ -34,12 +48,14 @@ pub(crate) struct GroupContext {
 impl GroupContext {
     pub(crate) fn new(
         group: String,
+        protocol: Protocol,
         offsets: Arc<Mutex<Offsets>>,
         health: Arc<GroupHealth>,
         lags: Arc<Mutex<Vec<PartitionLag>>>,
     ) -> Self {
         Self {
             group,
+            protocol,
             offsets,
             revoked: Mutex::default(),
             any_revoked: AtomicBool::new(false),
@@ -162,6 +178,38 @@ impl GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    /// rdkafka's own `rebalance` asks librdkafka for the protocol in every
+    /// callback (`rd_kafka_rebalance_protocol`), which can wait forever when
+    /// the callback runs while the consumer closes (librdkafka #4041,
+    /// rust-rdkafka #509). The protocol is known from the configuration.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => {
+                let code = RDKafkaErrorCode::from(other);
+                tracing::warn!(target: "kafka_handler", group = %self.group, error = %code, "rebalance failed");
+                Rebalance::Error(KafkaError::Rebalance(code))
+            }
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let applied = match (&rebalance, self.protocol) {
+            (Rebalance::Assign(tpl), Protocol::Cooperative) => consumer.incremental_assign(tpl),
+            (Rebalance::Assign(tpl), Protocol::Eager) => consumer.assign(tpl),
+            (_, Protocol::Cooperative) => consumer.incremental_unassign(tpl),
+            (_, Protocol::Eager) => consumer.unassign(),
+        };
+        if let Err(err) = applied {
+            tracing::warn!(target: "kafka_handler", group = %self.group, error = %err, "applying a rebalance failed");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let revoked = match rebalance {
             Rebalance::Revoke(revoked) => revoked,

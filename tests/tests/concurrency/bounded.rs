@@ -58,6 +58,10 @@ async fn a_stuck_handler_holds_max_in_flight_records_and_one_window_and_keeps_it
             "max.poll.interval.ms",
             SESSION_TIMEOUT.as_millis().to_string(),
         )
+        // The eager assignor: the joining member below revokes the one
+        // partition from the stuck member (a cooperative assignor would
+        // rightly leave it where it is).
+        .set("partition.assignment.strategy", "range")
         .shutdown_timeout(Duration::from_secs(1))
     };
     let (shutdown, running, health) =
