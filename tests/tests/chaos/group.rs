@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kafka_handler_tests::process::Stream;
-use kafka_handler_tests::{example_binary, http, ChildProcess, DevBroker, Signal};
+use kafka_handler_tests::{example_binary, http, kafka, ChildProcess, DevBroker, Signal};
 
 use super::production::Landed;
 use super::{Protocol, EXIT, SENTINEL, SHUTDOWN_TIMEOUT, START};
@@ -163,6 +163,13 @@ impl Group {
     /// Reads what the members logged since the last call. Panics when a
     /// member nobody signalled exited.
     pub(crate) fn refresh(&mut self) {
+        if let Some(status) = self.broker.process().exit_status() {
+            panic!(
+                "{}: dev_broker exited ({status})\n{}",
+                self.label,
+                self.diagnostics()
+            );
+        }
         for index in 0..self.members.len() {
             let member = &mut self.members[index];
             let lines = member
@@ -260,6 +267,65 @@ impl Group {
             .health
             .as_deref()
             .is_some_and(|addr| http::get(addr, "/readyz").is_ok_and(|r| r.status == 200))
+    }
+
+    /// Waits until no order rests on killed members alone: each was handled
+    /// by a member that was not killed, or lies below its partition's
+    /// committed offset. A killed member's last orders are committed by no
+    /// one until a survivor took its partitions over and handled them
+    /// again; stopping everyone before that would leave them to the fresh
+    /// member. The committed offsets are read every half second (`topic`,
+    /// `partitions`, group `audit`).
+    pub(crate) async fn wait_settled(&mut self, limit: Duration, topic: &str, partitions: i32) {
+        let landed: HashMap<u64, (i32, i64)> = self
+            .landed
+            .iter()
+            .map(|&(id, partition, offset)| (id, (partition, offset)))
+            .collect();
+        let deadline = Instant::now() + limit;
+        loop {
+            self.refresh();
+            let orphaned: Vec<(i32, i64)> = self
+                .handled
+                .iter()
+                .filter(|(id, handlings)| {
+                    **id < SENTINEL
+                        && handlings
+                            .iter()
+                            .all(|(m, _)| self.members[*m].fate == Fate::Killed)
+                })
+                .filter_map(|(id, _)| landed.get(id).copied())
+                .collect();
+            if orphaned.is_empty() {
+                return;
+            }
+            let last =
+                match kafka::committed_offsets(self.broker.brokers(), "audit", topic, partitions) {
+                    Ok(committed) => {
+                        let uncommitted = orphaned
+                            .iter()
+                            .filter(|(p, offset)| committed[*p as usize].unwrap_or(0) <= *offset)
+                            .count();
+                        if uncommitted == 0 {
+                            return;
+                        }
+                        format!(
+                        "{uncommitted} orders handled only by killed members and not committed; \
+                         committed offsets {committed:?}"
+                    )
+                    }
+                    Err(err) => err,
+                };
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}: timed out after {limit:?} waiting for the orders of killed members to \
+                     be handled again or committed: {last}\n{}",
+                    self.label,
+                    self.diagnostics()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Waits until `member` has partitions.
