@@ -67,6 +67,7 @@
 //! | `CHAOS_KILLS` | 2 | SIGKILLs |
 //! | `CHAOS_ROLLING` | 1, or `CHAOS_KILLS / 10` if more | rolling stops |
 //! | `CHAOS_OUTAGES` | 1, or `CHAOS_KILLS / 10` if more | broker outages (in the tests with one) |
+//! | `CHAOS_KEEP_LOGS` | | keep every process's output in a directory under the target directory even when the test passes |
 //! | `CHAOS_MEMBER_ARGS` | | more arguments for every member, split on whitespace (`--log info,kafka_handler=debug --set debug=cgrp` to see commits and rebalances) |
 //!
 //! The defaults are the short version `cargo test --workspace` runs (10 to

@@ -511,12 +511,12 @@ impl Group {
     }
 }
 
-/// On a failure, every member's whole output goes to a directory (named in
-/// the message) instead of the terminal: a long run's logs are hundreds of
-/// thousands of lines.
+/// On a failure (or with `CHAOS_KEEP_LOGS` set), every member's whole
+/// output goes to a directory (named in the message) instead of the
+/// terminal: a long run's logs are hundreds of thousands of lines.
 impl Drop for Group {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && std::env::var_os("CHAOS_KEEP_LOGS").is_none() {
             return;
         }
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(

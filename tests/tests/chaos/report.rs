@@ -92,10 +92,11 @@ impl Report {
         let per_kill = if self.kills == 0 {
             "-".to_owned()
         } else {
+            let max = self.after_kill.iter().max_by_key(|(_, n)| **n);
             format!(
                 "{:.0} (max {})",
                 self.after_kills() as f64 / self.kills as f64,
-                self.after_kill.values().max().copied().unwrap_or(0)
+                max.map_or("0".to_owned(), |(name, n)| format!("{n}, {name}"))
             )
         };
         let header = [
