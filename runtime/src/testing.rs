@@ -113,6 +113,27 @@ impl EmbeddedBroker {
         with_mock(self.producer.client(), |mock| mock.broker_up(id))
     }
 
+    /// Sets the group timing the mock cluster imposes on groups of the
+    /// KIP-848 protocol (`group.protocol=consumer`), which the broker owns:
+    /// `group.consumer.session.timeout.ms` (30 s on the mock: a member that
+    /// dies keeps its partitions that long) and
+    /// `group.consumer.heartbeat.interval.ms` (3 s: how often members learn
+    /// of a new assignment). The classic protocols take theirs from each
+    /// member's `session.timeout.ms` and `heartbeat.interval.ms`. Only for
+    /// the mock cluster.
+    pub fn set_consumer_group_timing(
+        &self,
+        session_timeout: Duration,
+        heartbeat_interval: Duration,
+    ) -> Result<(), Error> {
+        let millis = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        set_consumer_group_timing(
+            self.producer.client(),
+            millis(session_timeout),
+            millis(heartbeat_interval),
+        )
+    }
+
     /// Makes the next `errors.len()` Produce requests to the mock cluster,
     /// from any client, fail with those errors in turn (for example
     /// `RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED`). Only for the mock.
@@ -350,6 +371,38 @@ fn with_mock<C: ClientContext>(
         Error::Config("fault injection needs the mock cluster, not KAFKA_BROKERS".into())
     })?;
     inject(&mock).map_err(|err| Error::kafka("injecting a fault into the mock cluster", err))
+}
+
+/// Sets the mock cluster's KIP-848 group timing, in milliseconds. rdkafka
+/// has no safe wrapper for these knobs, so this calls librdkafka directly.
+#[allow(unsafe_code)]
+fn set_consumer_group_timing<C: ClientContext>(
+    client: &Client<C>,
+    session_timeout_ms: i32,
+    heartbeat_interval_ms: i32,
+) -> Result<(), Error> {
+    // SAFETY: `client` is a live librdkafka handle for the whole call.
+    // `rd_kafka_handle_mock_cluster` returns the mock cluster it owns (or
+    // null, checked), which stays alive as long as the handle does; the
+    // setters only write fields of that cluster (under its lock).
+    unsafe {
+        let mock = rdkafka::bindings::rd_kafka_handle_mock_cluster(client.native_ptr());
+        if mock.is_null() {
+            return Err(Error::Config(
+                "the group timing of the mock cluster needs the mock cluster, not KAFKA_BROKERS"
+                    .into(),
+            ));
+        }
+        rdkafka::bindings::rd_kafka_mock_set_group_consumer_session_timeout_ms(
+            mock,
+            session_timeout_ms,
+        );
+        rdkafka::bindings::rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(
+            mock,
+            heartbeat_interval_ms,
+        );
+    }
+    Ok(())
 }
 
 /// The mock cluster delays a group's first join by 3 s (as real brokers do

@@ -48,12 +48,21 @@ impl TraceParent {
 
 /// A producer for `brokers` (acknowledged by the leader, 10 s timeout).
 pub fn producer(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
+    producer_with(brokers, &[])
+}
+
+/// [`producer`] with librdkafka properties `overrides` set over its own
+/// (for example a longer `message.timeout.ms` to ride out an outage).
+pub fn producer_with(brokers: &str, overrides: &[(&str, &str)]) -> FutureProducer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "1")
-        .set("message.timeout.ms", "10000")
-        .create()
-        .expect("creating a producer")
+        .set("message.timeout.ms", "10000");
+    for (key, value) in overrides {
+        config.set(*key, *value);
+    }
+    config.create().expect("creating a producer")
 }
 
 /// A produced record: where it landed and the context it carried.
@@ -79,6 +88,29 @@ pub async fn send_order(
     cents: u64,
     parent: Option<&TraceParent>,
 ) -> Produced {
+    send(producer, topic, None, id, cents, parent).await
+}
+
+/// [`send_order`] to `partition` of `topic` rather than the one the key
+/// hashes to, without a trace context.
+pub async fn send_order_to_partition(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    id: u64,
+    cents: u64,
+) -> Produced {
+    send(producer, topic, Some(partition), id, cents, None).await
+}
+
+async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    id: u64,
+    cents: u64,
+    parent: Option<&TraceParent>,
+) -> Produced {
     let payload = format!(r#"{{"id":{id},"cents":{cents}}}"#);
     let key = format!("order-{id}");
     let mut headers = OwnedHeaders::new();
@@ -89,10 +121,13 @@ pub async fn send_order(
             value: Some(value.as_str()),
         });
     }
-    let record = FutureRecord::to(topic)
+    let mut record = FutureRecord::to(topic)
         .key(&key)
         .payload(&payload)
         .headers(headers);
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
     let delivery = producer
         .send(record, Duration::from_secs(10))
         .await

@@ -6,9 +6,10 @@
 //! them there.
 
 use std::fmt;
+use std::io::Write as _;
 use std::io::{BufRead as _, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -70,6 +71,8 @@ pub struct ChildProcess {
     name: String,
     command_line: String,
     child: std::process::Child,
+    /// Its standard input, when spawned with [`ChildProcess::spawn_with_stdin`].
+    stdin: Option<ChildStdin>,
     output: Arc<Mutex<Output>>,
     readers: Vec<JoinHandle<()>>,
     status: Option<ExitStatus>,
@@ -89,9 +92,20 @@ impl fmt::Debug for ChildProcess {
 impl ChildProcess {
     /// Spawns `command` with stdin closed and stdout and stderr captured.
     /// `name` labels its output in failure messages.
-    pub fn spawn(name: &str, mut command: Command) -> Self {
+    pub fn spawn(name: &str, command: Command) -> Self {
+        Self::spawn_inner(name, command, false)
+    }
+
+    /// [`spawn`](Self::spawn), with a pipe to its standard input for
+    /// [`write_line`](Self::write_line). The pipe closes when this value is
+    /// dropped.
+    pub fn spawn_with_stdin(name: &str, command: Command) -> Self {
+        Self::spawn_inner(name, command, true)
+    }
+
+    fn spawn_inner(name: &str, mut command: Command, stdin: bool) -> Self {
         command
-            .stdin(Stdio::null())
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let command_line = std::iter::once(command.get_program())
@@ -102,6 +116,7 @@ impl ChildProcess {
         let mut child = command
             .spawn()
             .unwrap_or_else(|err| panic!("spawning {name} ({command:?}): {err}"));
+        let stdin = child.stdin.take();
         let output = Arc::new(Mutex::new(Output::default()));
         let stdout = child.stdout.take().expect("a piped stdout");
         let stderr = child.stderr.take().expect("a piped stderr");
@@ -113,6 +128,7 @@ impl ChildProcess {
             name: name.to_owned(),
             command_line,
             child,
+            stdin,
             output,
             readers,
             status: None,
@@ -137,6 +153,34 @@ impl ChildProcess {
             .filter(|(s, _)| *s == stream)
             .map(|(_, line)| line.clone())
             .collect()
+    }
+
+    /// The lines of `stream` captured after `cursor`, which this moves past
+    /// them: start with 0 and pass the same cursor again to read each line
+    /// once, without copying the whole output every time.
+    pub fn lines_since(&self, stream: Stream, cursor: &mut usize) -> Vec<String> {
+        let output = self.lock();
+        let start = (*cursor).min(output.lines.len());
+        *cursor = output.lines.len();
+        output.lines[start..]
+            .iter()
+            .filter(|(s, _)| *s == stream)
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
+
+    /// Writes `line` and a newline to the process's standard input. Panics
+    /// when it was not spawned with [`spawn_with_stdin`](Self::spawn_with_stdin)
+    /// or the write fails (the process exited).
+    pub fn write_line(&mut self, line: &str) {
+        let name = &self.name;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .unwrap_or_else(|| panic!("{name} was spawned without a pipe to its stdin"));
+        if let Err(err) = writeln!(stdin, "{line}").and_then(|()| stdin.flush()) {
+            panic!("writing {line:?} to {name}'s stdin: {err}\n{}", self.dump());
+        }
     }
 
     /// Standard output so far, lines joined with `\n`.
@@ -391,17 +435,27 @@ pub struct DevBroker {
 }
 
 impl DevBroker {
-    /// Starts `dev_broker --partitions {partitions} {topics..}` and waits
-    /// until it printed its address and created every topic.
+    /// Starts `dev_broker --partitions {partitions} --stdin-commands
+    /// {topics..}` and waits until it printed its address and created every
+    /// topic.
     pub async fn start(topics: &[&str], partitions: i32) -> Self {
+        Self::start_with(topics, partitions, &[]).await
+    }
+
+    /// [`start`](Self::start) with more options of `dev_broker` (such as
+    /// `--group-consumer-session-timeout-ms 3000`).
+    pub async fn start_with(topics: &[&str], partitions: i32, options: &[&str]) -> Self {
         let mut command = Command::new(example_binary("dev_broker"));
         command
             .arg("--partitions")
             .arg(partitions.to_string())
+            .arg("--stdin-commands")
+            .args(options)
+            .arg("--")
             .args(topics)
             // The dev broker's own process ignores it; make sure of that.
             .env_remove("KAFKA_BROKERS");
-        let mut process = ChildProcess::spawn("dev_broker", command);
+        let mut process = ChildProcess::spawn_with_stdin("dev_broker", command);
         let limit = Duration::from_secs(30);
         let export = process
             .wait_for_line(Stream::Stdout, limit, "`export KAFKA_BROKERS=..`", |line| {
@@ -437,6 +491,42 @@ impl DevBroker {
     /// Its captured output, for failure messages.
     pub fn dump(&self) -> String {
         self.process.dump()
+    }
+
+    /// Takes mock broker `id` (1, the only one) down: it closes its
+    /// connections and refuses new ones. Returns once the broker
+    /// acknowledged it.
+    pub async fn broker_down(&mut self, id: i32) {
+        self.command(&format!("down {id}"), &format!("broker {id} down"))
+            .await;
+    }
+
+    /// Brings mock broker `id` back up; returns once acknowledged.
+    pub async fn broker_up(&mut self, id: i32) {
+        self.command(&format!("up {id}"), &format!("broker {id} up"))
+            .await;
+    }
+
+    /// Writes `command` to the broker's stdin and waits (30 s at most) for
+    /// one more `ack` line on its stdout.
+    async fn command(&mut self, command: &str, ack: &str) {
+        let acks = |process: &ChildProcess| {
+            process
+                .lines(Stream::Stdout)
+                .iter()
+                .filter(|line| *line == ack)
+                .count()
+        };
+        let before = acks(&self.process);
+        self.process.write_line(command);
+        let process = &self.process;
+        crate::wait_until(
+            Duration::from_secs(30),
+            &format!("dev_broker to acknowledge `{command}` with `{ack}`"),
+            || acks(process) > before,
+            || process.dump(),
+        )
+        .await;
     }
 
     /// The broker's process, to signal it or read its output.
