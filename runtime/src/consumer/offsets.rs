@@ -218,9 +218,9 @@ impl Offsets {
     }
 
     /// Takes the watermarks of revoked partitions whose commit on revoke
-    /// failed, for one more try once the rebalance has settled. Never kept
-    /// longer: the partitions' new owners commit from then on, and a late
-    /// commit of ours would move their offsets back.
+    /// failed, for one more try once the rebalance has settled (see
+    /// [`ahead_of`]). Never kept longer: the partitions' new owners commit
+    /// from then on.
     pub(crate) fn take_orphans(&mut self) -> Option<TopicPartitionList> {
         let mut list = TopicPartitionList::new();
         for (topic, partition, next) in self.orphans.drain(..) {
@@ -273,6 +273,37 @@ impl Offsets {
         }
         forgotten
     }
+}
+
+/// The watermarks of `orphans` ahead of what the group has committed for
+/// their partitions (`committed`, as the broker answered): the only ones
+/// safe to commit late. A partition whose offset moved past the orphan's
+/// (another member owned it meanwhile, say while this member's session had
+/// expired) or whose committed offset is unknown is left alone, so a late
+/// commit never moves a group's offset back.
+pub(crate) fn ahead_of(
+    orphans: &TopicPartitionList,
+    committed: &TopicPartitionList,
+) -> Option<TopicPartitionList> {
+    let mut list = TopicPartitionList::new();
+    for orphan in orphans.elements() {
+        let Offset::Offset(next) = orphan.offset() else {
+            continue;
+        };
+        let ahead = committed
+            .find_partition(orphan.topic(), orphan.partition())
+            .filter(|elem| elem.error().is_ok())
+            .is_some_and(|elem| match elem.offset() {
+                Offset::Offset(offset) => offset < next,
+                // Nothing committed yet.
+                Offset::Invalid => true,
+                _ => false,
+            });
+        if ahead {
+            add(&mut list, orphan.topic(), orphan.partition(), next);
+        }
+    }
+    (list.count() > 0).then_some(list)
 }
 
 fn add(list: &mut TopicPartitionList, topic: &str, partition: i32, next: i64) {
@@ -415,6 +446,30 @@ mod tests {
             offsets.take_orphans().is_none(),
             "superseded by the new assignment"
         );
+    }
+
+    #[test]
+    fn a_late_commit_never_moves_a_committed_offset_back() {
+        let mut orphans = TopicPartitionList::new();
+        for partition in 0..4 {
+            add(&mut orphans, "t", partition, 10);
+        }
+        let mut committed = TopicPartitionList::new();
+        add(&mut committed, "t", 0, 4); // behind: commit
+        add(&mut committed, "t", 1, 10); // there already
+        add(&mut committed, "t", 2, 25); // moved on by another owner
+        committed
+            .add_partition_offset("t", 3, Offset::Invalid) // none yet: commit
+            .unwrap();
+        let ahead = ahead_of(&orphans, &committed).expect("two ahead");
+        let ahead: Vec<_> = ahead
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect();
+        assert_eq!(ahead, [(0, Offset::Offset(10)), (3, Offset::Offset(10))]);
+        // A partition the broker did not answer for is left alone.
+        assert!(ahead_of(&orphans, &TopicPartitionList::new()).is_none());
     }
 
     #[test]

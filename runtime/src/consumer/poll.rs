@@ -22,7 +22,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt as _;
 use rdkafka::consumer::stream_consumer::MessageStream;
 use rdkafka::consumer::Consumer as _;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::TopicPartitionList;
 use tokio::time::{Instant, Sleep};
@@ -548,10 +548,17 @@ impl<'s> Loop<'s> {
         );
     }
 
-    /// Commits every watermark at the end. A commit the broker refuses
-    /// because the group is rebalancing is tried again once the rebalance is
-    /// served (the member still polls, taking no record), for up to
+    /// Commits every watermark at the end. A commit refused because the
+    /// group is rebalancing, or because the coordinator is not reachable
+    /// yet (after a broker outage), is tried again while the member keeps
+    /// serving rebalances (taking no record), for up to
     /// [`FINAL_COMMIT_RETRY`].
+    ///
+    /// A member the coordinator no longer knows (its session expired) has
+    /// lost its partitions to other members: their new owners take the
+    /// records up from the group's committed offsets, as after a crash. That
+    /// is a warning, not a failed stop; a commit that fails for any other
+    /// reason (the broker is gone) fails the stop.
     async fn commit_final(&mut self) -> Result<(), Error> {
         let deadline = Instant::now() + FINAL_COMMIT_RETRY;
         loop {
@@ -562,37 +569,53 @@ impl<'s> Loop<'s> {
                 Ok(()) => None,
                 Err(err) => Some(err),
             };
+            let group = &self.group.group.group;
+            let retry = refused
+                .as_ref()
+                .map(|err| final_commit_retry(err.rdkafka_error_code()));
+            if retry == Some(Retry::No) {
+                return Err(self.group.final_commit_failed(refused.expect("refused")));
+            }
             if Instant::now() >= deadline {
-                return match refused {
-                    Some(err) => Err(self.group.final_commit_failed(err)),
-                    None => {
-                        tracing::warn!(target: "kafka_handler", group = %self.group.group.group, "the rebalance in progress did not settle in time to commit the offsets of the partitions it revoked; their new owners handle those records again");
-                        Ok(())
-                    }
-                };
+                // What is left: a refused commit, or watermarks whose commit
+                // on revoke was refused and whose rebalance did not settle.
+                let left = refused.or_else(|| self.group.consumer.context().revoke_refused());
+                return self.gave_up(left);
             }
-            if let Some(err) = refused {
-                // Refused while the group rebalances, or by a member between
-                // two generations of it: anything else is final.
-                let retry = matches!(
-                    err.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::RebalanceInProgress
-                            | RDKafkaErrorCode::IllegalGeneration
-                            | RDKafkaErrorCode::UnknownMemberId
-                    )
-                );
-                if !retry {
-                    return Err(self.group.final_commit_failed(err));
-                }
-            }
-            tracing::debug!(target: "kafka_handler", group = %self.group.group.group, "final commit waits for the rebalance in progress");
+            tracing::debug!(target: "kafka_handler", group = %group, error = ?refused, "final commit waits for the group to settle");
             let until = (Instant::now() + Duration::from_millis(100)).min(deadline);
             while let Ok(Some(_ignored)) = tokio::time::timeout_at(until, self.stream.next()).await
             {
                 self.forget_revoked();
             }
             self.forget_revoked();
+        }
+    }
+
+    /// The final commit's time is up, and `left` refused the last commit.
+    /// A group that did not settle, or that no longer counts this member,
+    /// hands the partitions to other members, who take the records up from
+    /// the committed offsets: a warning. A coordinator still out of reach
+    /// fails the stop.
+    fn gave_up(&self, left: Option<KafkaError>) -> Result<(), Error> {
+        let group = &self.group.group.group;
+        match left
+            .as_ref()
+            .map(|err| final_commit_retry(err.rdkafka_error_code()))
+        {
+            Some(Retry::Lost) => {
+                let err = left.expect("refused");
+                self.group.group.health.commit_failed(&err);
+                tracing::warn!(target: "kafka_handler", group = %group, error = %err, "this member left the group before its final commit (its session expired); the partitions' new owners handle its last records again");
+                Ok(())
+            }
+            None | Some(Retry::Rebalancing) => {
+                tracing::warn!(target: "kafka_handler", group = %group, "the rebalance in progress did not settle in time to commit the offsets of the partitions it revoked; their new owners handle those records again");
+                Ok(())
+            }
+            Some(Retry::Coordinator | Retry::No) => {
+                Err(self.group.final_commit_failed(left.expect("refused")))
+            }
         }
     }
 
@@ -632,8 +655,83 @@ impl<'s> Loop<'s> {
     }
 }
 
+/// Whether a final commit refused with `code` is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// The group rebalances.
+    Rebalancing,
+    /// The coordinator is not reachable (yet).
+    Coordinator,
+    /// The coordinator does not know this member (any more): tried again in
+    /// case the member rejoins, and a warning when time is up.
+    Lost,
+    /// Final: the stop fails.
+    No,
+}
+
+fn final_commit_retry(code: Option<RDKafkaErrorCode>) -> Retry {
+    match code {
+        Some(RDKafkaErrorCode::RebalanceInProgress) => Retry::Rebalancing,
+        Some(
+            RDKafkaErrorCode::WaitingForCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::NotCoordinator,
+        ) => Retry::Coordinator,
+        Some(
+            RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::FencedMemberEpoch
+            | RDKafkaErrorCode::StaleMemberEpoch,
+        ) => Retry::Lost,
+        _ => Retry::No,
+    }
+}
+
 /// How long the loop may sleep: half `max.poll.interval.ms`, so an idle
 /// group still reports itself live.
 fn heartbeat(group: &RunningGroup<'_>) -> Duration {
     group.group.health.max_poll_interval() / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_final_commit_waits_for_the_group_fails_without_a_broker_and_warns_when_fenced() {
+        use RDKafkaErrorCode as Code;
+        assert_eq!(
+            final_commit_retry(Some(Code::RebalanceInProgress)),
+            Retry::Rebalancing
+        );
+        for code in [
+            Code::WaitingForCoordinator,
+            Code::CoordinatorNotAvailable,
+            Code::CoordinatorLoadInProgress,
+            Code::NotCoordinator,
+        ] {
+            assert_eq!(
+                final_commit_retry(Some(code)),
+                Retry::Coordinator,
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::IllegalGeneration,
+            Code::UnknownMemberId,
+            Code::FencedMemberEpoch,
+            Code::StaleMemberEpoch,
+        ] {
+            assert_eq!(final_commit_retry(Some(code)), Retry::Lost, "{code:?}");
+        }
+        for code in [
+            Some(Code::BrokerTransportFailure),
+            Some(Code::AllBrokersDown),
+            Some(Code::GroupAuthorizationFailed),
+            None,
+        ] {
+            assert_eq!(final_commit_retry(code), Retry::No, "{code:?}");
+        }
+    }
 }

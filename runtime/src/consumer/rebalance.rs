@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -18,6 +19,10 @@ use crate::lock;
 use crate::metrics::PartitionLag;
 
 use super::offsets::{self, Offsets, PartitionId};
+
+/// How long reading the group's committed offsets before a late commit may
+/// take (in a rebalance callback, so the rebalance waits for it).
+const ORPHAN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the group hands partitions over, known from the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +48,8 @@ pub(crate) struct GroupContext {
     lags: Arc<Mutex<Vec<PartitionLag>>>,
     /// The last error librdkafka reported, with its text, for the poll loop.
     last_error: Mutex<Option<(RDKafkaErrorCode, String)>>,
+    /// Why the last commit on revoke was refused, for the final commit.
+    revoke_refused: Mutex<Option<KafkaError>>,
 }
 
 impl GroupContext {
@@ -62,6 +69,7 @@ impl GroupContext {
             health,
             lags,
             last_error: Mutex::default(),
+            revoke_refused: Mutex::default(),
         }
     }
 
@@ -74,6 +82,11 @@ impl GroupContext {
             return Vec::new();
         }
         std::mem::take(&mut *lock(&self.revoked))
+    }
+
+    /// Why the last commit on revoke was refused, if one was.
+    pub(crate) fn revoke_refused(&self) -> Option<KafkaError> {
+        lock(&self.revoke_refused).clone()
     }
 
     /// librdkafka's text for `code`, when its error callback just reported it.
@@ -92,6 +105,12 @@ impl ClientContext for GroupContext {
             self.health.commit_failed(&message);
         }
         match level {
+            // A broker connection that failed (refused, reset, timed out):
+            // librdkafka reconnects on its own, and a failure that lasts
+            // shows in readiness and stops the group where it must.
+            RDKafkaLogLevel::Error if facility == "FAIL" => {
+                tracing::warn!(target: "librdkafka", group = %self.group, facility, "{message}")
+            }
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
@@ -154,8 +173,30 @@ impl GroupContext {
     /// before the assignment takes effect, so a partition that comes back
     /// to this member is fetched from its watermark, not from the older
     /// commit. A partition that came back already dropped its orphan.
+    ///
+    /// Only watermarks ahead of the group's committed offsets are committed:
+    /// when this member was out of the group for a while (its session
+    /// expired in a broker outage), other members owned these partitions
+    /// and committed further, and a late commit would move them back.
     fn commit_orphans(&self, consumer: &BaseConsumer<Self>) {
-        let Some(list) = lock(&self.offsets).take_orphans() else {
+        let Some(orphans) = lock(&self.offsets).take_orphans() else {
+            return;
+        };
+        let list = match consumer.committed_offsets(orphans.clone(), ORPHAN_CHECK_TIMEOUT) {
+            Ok(committed) => offsets::ahead_of(&orphans, &committed),
+            Err(err) => {
+                tracing::warn!(
+                    target: "kafka_handler",
+                    group = %self.group,
+                    error = %err,
+                    "reading the committed offsets of revoked partitions failed; their new owner \
+                     handles their last records again"
+                );
+                return;
+            }
+        };
+        let Some(list) = list else {
+            tracing::debug!(target: "kafka_handler", group = %self.group, "offsets of revoked partitions already committed past this member's");
             return;
         };
         match offsets::commit_sync(consumer, &self.offsets, &list) {
@@ -240,6 +281,7 @@ impl ConsumerContext for GroupContext {
                         error = %err,
                         "commit on revoke refused; committing once the rebalance settles"
                     );
+                    *lock(&self.revoke_refused) = Some(err);
                     false
                 }
             },
