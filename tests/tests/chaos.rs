@@ -4,9 +4,8 @@
 //! broker goes down for a few seconds, in each rebalancing protocol: eager
 //! (`range,roundrobin`), cooperative (`cooperative-sticky`) and KIP-848
 //! (`group.protocol=consumer`). Two tests per protocol, each with a broker
-//! of its own: through kills and rolling stops (run by default), and
-//! through kills, rolling stops and a broker outage (ignored for now: see
-//! [Known failures](#known-failures)).
+//! of its own: through kills and rolling stops, and through kills, rolling
+//! stops and a broker outage.
 //!
 //! A scenario:
 //!
@@ -76,37 +75,23 @@
 //! ```text
 //! cargo build --workspace --examples
 //! CHAOS_RECORDS=200000 CHAOS_KILLS=50 cargo test -p kafka-handler-tests \
-//!     --test chaos -- --nocapture --test-threads 1            # add --include-ignored for the outages
+//!     --test chaos -- --nocapture --test-threads 1
 //! ```
 //!
 //! Needs the example binaries: `cargo test --workspace` builds them; alone,
 //! run `cargo build --workspace --examples` first.
 //!
-//! # Known failures
+//! # The mock cluster's own defect
 //!
-//! The scenarios with a broker outage fail today, in every protocol, for
-//! these reasons (each seen in most runs unless said otherwise):
-//!
-//! 1. Every member logs librdkafka's `Connect to ipv4#127.0.0.1:PORT failed:
-//!    Connection refused` (facility `FAIL`, librdkafka level 3) at ERROR
-//!    while the broker is down, each also as two WARN lines (librdkafka's
-//!    error callback, then `consumer error`).
-//! 2. The group's committed offsets move back: a member whose commit on
-//!    revoke was refused during the outage (`WaitingForCoordinator`, or
-//!    `UnknownMemberId`) keeps the watermarks as orphans and commits them
-//!    at its next assignment or at shutdown, after the partitions' new
-//!    owners committed further. The fresh member then handles those orders
-//!    again (eager, cooperative and KIP-848; hundreds of orders a run).
-//! 3. A member stopped soon after the outage fails its final commit, logs
-//!    two ERROR lines (`consumer group failed; stopping` and `committing
-//!    offsets of group audit at shutdown: ..`) and exits 1: under KIP-848
-//!    with `UnknownMemberId` (its session expired in the outage; retried
-//!    for 5 s), in the classic protocols with `WaitingForCoordinator` (its
-//!    coordinator connection still in reconnect backoff; not retried).
-//! 4. librdkafka's mock cluster itself can abort when a classic-protocol
-//!    member rejoins after the outage: `rdkafka_mock_cgrp.c:603:
-//!    rd_kafka_mock_cgrp_classic_member_add: Assertion '!member->resp'
-//!    failed` (librdkafka 2.12.1; once in about ten runs).
+//! librdkafka's mock cluster (2.12.1) can abort when a classic-protocol
+//! member joins again while its previous JoinGroup is still pending there
+//! (`rdkafka_mock_cgrp.c:603: rd_kafka_mock_cgrp_classic_member_add:
+//! Assertion '!member->resp' failed`), mostly after a broker outage: in
+//! about one run in twenty of the classic protocols' outage scenarios. No
+//! real broker has it, and the scenario cannot go on without its broker, so
+//! a scenario whose `dev_broker` died of exactly that runs again with a new
+//! broker, up to three times in all (printed, with the aborted attempt's
+//! logs kept). Any other failure fails at once.
 
 #[path = "chaos/group.rs"]
 mod group;
@@ -235,45 +220,73 @@ impl Settings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eager_through_kills_and_rolling_stops() {
-    scenario(Protocol::Eager, Outages::No).await;
+    scenario_despite_mock_aborts(Protocol::Eager, Outages::No).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_through_kills_and_rolling_stops() {
-    scenario(Protocol::Cooperative, Outages::No).await;
+    scenario_despite_mock_aborts(Protocol::Cooperative, Outages::No).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kip848_through_kills_and_rolling_stops() {
-    scenario(Protocol::Kip848, Outages::No).await;
+    scenario_despite_mock_aborts(Protocol::Kip848, Outages::No).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime: the outage's `Connection refused` is logged at ERROR, and watermarks whose \
-            commit on revoke was refused in the outage are committed after the new owners' \
-            commits, moving the group's offsets back (known failures 1 and 2); the mock cluster \
-            can abort on the rejoin (4)"]
 async fn eager_through_kills_rolling_stops_and_a_broker_outage() {
-    scenario(Protocol::Eager, Outages::Yes).await;
+    scenario_despite_mock_aborts(Protocol::Eager, Outages::Yes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime: the outage's `Connection refused` is logged at ERROR, watermarks whose \
-            commit on revoke was refused in the outage are committed after the new owners' \
-            commits, moving the group's offsets back, and a member stopped right after the \
-            outage fails its final commit (WaitingForCoordinator) and exits 1 (known failures \
-            1, 2 and 3); the mock cluster can abort on the rejoin (4)"]
 async fn cooperative_through_kills_rolling_stops_and_a_broker_outage() {
-    scenario(Protocol::Cooperative, Outages::Yes).await;
+    scenario_despite_mock_aborts(Protocol::Cooperative, Outages::Yes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime: the outage's `Connection refused` is logged at ERROR, watermarks whose \
-            commit on revoke was refused in the outage are committed after the new owners' \
-            commits, moving the group's offsets back, and a member fenced in the outage fails \
-            its final commit with UnknownMemberId and exits 1 (known failures 1, 2 and 3)"]
 async fn kip848_through_kills_rolling_stops_and_a_broker_outage() {
-    scenario(Protocol::Kip848, Outages::Yes).await;
+    scenario_despite_mock_aborts(Protocol::Kip848, Outages::Yes).await;
+}
+
+/// The assertion librdkafka's mock cluster (2.12.1) can abort on when a
+/// classic-protocol member joins again while its previous JoinGroup is
+/// still pending there: a defect of the mock, not of the client or of
+/// kafka-handler (no real broker has it).
+pub(crate) const MOCK_ASSERTION: &str =
+    "rd_kafka_mock_cgrp_classic_member_add: Assertion `!member->resp' failed";
+/// How a scenario's panic message starts when the mock aborted so.
+pub(crate) const MOCK_ABORTED: &str = "the mock cluster aborted on its known defect";
+/// How many times a scenario runs when the mock keeps aborting so.
+const MOCK_ATTEMPTS: u32 = 3;
+
+/// Runs [`scenario`], and runs it again with a new broker (up to
+/// [`MOCK_ATTEMPTS`] times in all) only when the mock cluster aborted on
+/// [`MOCK_ASSERTION`]; any other failure fails the test at once. Each
+/// attempt prints its seed, and the aborted attempt's logs are kept.
+async fn scenario_despite_mock_aborts(protocol: Protocol, outages: Outages) {
+    use futures_util::FutureExt as _;
+    for attempt in 1.. {
+        let run = std::panic::AssertUnwindSafe(scenario(protocol, outages))
+            .catch_unwind()
+            .await;
+        let Err(payload) = run else {
+            return;
+        };
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if attempt < MOCK_ATTEMPTS && message.starts_with(MOCK_ABORTED) {
+            eprintln!(
+                "chaos {}: {} (attempt {attempt} of {MOCK_ATTEMPTS}); again with a new broker",
+                protocol.name(),
+                message.lines().next().unwrap_or_default()
+            );
+            continue;
+        }
+        std::panic::resume_unwind(payload);
+    }
 }
 
 /// Whether a scenario takes the broker down.

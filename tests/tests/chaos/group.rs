@@ -164,8 +164,14 @@ impl Group {
     /// member nobody signalled exited.
     pub(crate) fn refresh(&mut self) {
         if let Some(status) = self.broker.process().exit_status() {
+            let dump = self.broker.dump();
+            let mock_aborted = dump
+                .lines()
+                .find(|line| line.contains(crate::MOCK_ASSERTION))
+                .map(|line| format!("{}: {line}\n", crate::MOCK_ABORTED))
+                .unwrap_or_default();
             panic!(
-                "{}: dev_broker exited ({status})\n{}",
+                "{mock_aborted}{}: dev_broker exited ({status})\n{}",
                 self.label,
                 self.diagnostics()
             );
