@@ -221,6 +221,18 @@ impl<'s> Loop<'s> {
                         self.stopped_by = Some(error);
                         self.stop(now);
                     }
+                    // A broker out of reach: librdkafka logged it already
+                    // (at WARN) and reconnects on its own.
+                    None if matches!(
+                        err.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::BrokerTransportFailure
+                                | RDKafkaErrorCode::AllBrokersDown
+                        )
+                    ) =>
+                    {
+                        tracing::debug!(target: "kafka_handler", group = %self.group.group.group, error = %err, "consumer error");
+                    }
                     None => {
                         tracing::warn!(target: "kafka_handler", group = %self.group.group.group, error = %err, "consumer error");
                     }
