@@ -6,9 +6,10 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, ExprUnary, Lit, LitInt, LitStr, Meta, Signature, Token, UnOp};
 
 use crate::duration::parse_duration;
+use crate::topics::{parse_topic, parse_topics};
 
-const KEYS: &str = "`topics`, `group`, `batch`, `retries`, `backoff`, `dlq`, `timeout`, \
-                    `ordering`, `max_in_flight`, `record_key`, `crate`";
+const KEYS: &str = "`topics`, `group`, `batch`, `retries`, `backoff`, `dlq`, `publish`, \
+                    `timeout`, `ordering`, `max_in_flight`, `record_key`, `crate`";
 
 /// The largest `max_records` (the runtime's `BatchOptions::MAX_RECORDS_LIMIT`).
 const MAX_RECORDS_LIMIT: u64 = 100_000;
@@ -32,6 +33,8 @@ pub(crate) struct HandlerArgs {
     pub(crate) retries: Option<u32>,
     pub(crate) backoff: Option<Backoff>,
     pub(crate) dlq: Option<LitStr>,
+    /// The topic the handler's return value is produced to.
+    pub(crate) publish: Option<LitStr>,
     /// Nanoseconds, above zero.
     pub(crate) timeout: Option<u64>,
     pub(crate) record_key: Option<bool>,
@@ -105,6 +108,7 @@ impl RawArgs {
         let mut retries: Option<u32> = None;
         let mut backoff: Option<Backoff> = None;
         let mut dlq: Option<LitStr> = None;
+        let mut publish: Option<LitStr> = None;
         let mut timeout: Option<u64> = None;
         let mut record_key: Option<bool> = None;
         let mut krate: Option<syn::Path> = None;
@@ -135,6 +139,7 @@ impl RawArgs {
                     | "retries"
                     | "backoff"
                     | "dlq"
+                    | "publish"
                     | "timeout"
                     | "ordering"
                     | "max_in_flight"
@@ -175,7 +180,8 @@ impl RawArgs {
                 "group" => group = errors.ok(parse_group(value)),
                 "retries" => retries = errors.ok(parse_retries(value)),
                 "backoff" => backoff = errors.ok(parse_backoff(value)),
-                "dlq" => dlq = errors.ok(parse_dlq(value)),
+                "dlq" => dlq = errors.ok(parse_topic(value, "dlq", "orders.dlq")),
+                "publish" => publish = errors.ok(parse_topic(value, "publish", "invoices")),
                 "timeout" => {
                     timeout = errors.ok(parse_timeout(value));
                     if sig.asyncness.is_none() {
@@ -209,6 +215,12 @@ impl RawArgs {
                         dlq.value()
                     ),
                 ));
+            }
+        }
+
+        if let Some(publish) = &publish {
+            if let Some(problem) = publish_problem(publish, sig, topics.as_deref(), &seen) {
+                errors.push(problem);
             }
         }
 
@@ -267,6 +279,7 @@ impl RawArgs {
                 retries,
                 backoff,
                 dlq,
+                publish,
                 timeout,
                 record_key,
                 krate,
@@ -280,44 +293,61 @@ impl RawArgs {
     }
 }
 
-/// The topics that are valid, reporting the others; `None` when the value
-/// is not a list of topics at all.
-fn parse_topics(value: &Expr, errors: &mut Errors) -> Option<Vec<LitStr>> {
-    let Expr::Array(array) = value else {
-        errors.push(syn::Error::new_spanned(
-            value,
-            "expected an array of topic names, e.g. `topics = [\"orders\"]`",
-        ));
+/// What is wrong with `publish` on this handler, if anything: it must
+/// return something to publish, must not be a batch handler, and must not
+/// publish into a topic it consumes.
+fn publish_problem(
+    publish: &LitStr,
+    sig: &Signature,
+    topics: Option<&[LitStr]>,
+    seen: &[String],
+) -> Option<syn::Error> {
+    let name = &sig.ident;
+    let problem = if let Some(returns) = returns_nothing(&sig.output) {
+        format!(
+            "`publish` produces what the handler returns, and `{name}` returns {returns}: return \
+             the record to publish, e.g. `-> Result<Json<Invoice>, BillingError>`, or drop \
+             `publish`"
+        )
+    } else if seen.iter().any(|key| key == "batch") {
+        "`publish` is for handlers of one record: a batch handler produces its records itself \
+         (take a `&TracedProducer` in each record's scope)"
+            .to_owned()
+    } else if topics.is_some_and(|topics| topics.iter().any(|t| t.value() == publish.value())) {
+        format!(
+            "`publish` {:?} is one of this handler's `topics`: every record it handles would be \
+             handled again, forever; publish to a topic of its own",
+            publish.value()
+        )
+    } else {
         return None;
     };
-    if array.elems.is_empty() {
-        errors.push(syn::Error::new_spanned(
-            array,
-            "`topics` must name at least one topic",
-        ));
+    Some(syn::Error::new(publish.span(), problem))
+}
+
+/// How the signature says it returns nothing (`()`, or `Result<(), E>`),
+/// if it does.
+fn returns_nothing(output: &syn::ReturnType) -> Option<&'static str> {
+    let syn::ReturnType::Type(_, ty) = output else {
+        return Some("`()`");
+    };
+    let is_unit = |ty: &syn::Type| matches!(ty, syn::Type::Tuple(tuple) if tuple.elems.is_empty());
+    if is_unit(ty) {
+        return Some("`()`");
+    }
+    let syn::Type::Path(path) = &**ty else {
         return None;
-    }
-    let mut topics: Vec<LitStr> = Vec::new();
-    for elem in &array.elems {
-        let Some(lit) = errors.ok(parse_str(elem, "topics", "a topic name string literal")) else {
-            continue;
-        };
-        let name = lit.value();
-        if let Err(problem) = check_topic_name(&name) {
-            errors.push(syn::Error::new(
-                lit.span(),
-                format!("invalid topic name {}: {problem}", shorten(&name)),
-            ));
-        } else if topics.iter().any(|t| t.value() == name) {
-            errors.push(syn::Error::new(
-                lit.span(),
-                format!("topic {name:?} is listed twice"),
-            ));
-        } else {
-            topics.push(lit);
+    };
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(ok)) if last.ident == "Result" && is_unit(ok) => {
+            Some("`Result<(), _>`")
         }
+        _ => None,
     }
-    Some(topics)
 }
 
 fn parse_retries(value: &Expr) -> syn::Result<u32> {
@@ -635,22 +665,6 @@ fn parse_timeout(value: &Expr) -> syn::Result<u64> {
     }
 }
 
-fn parse_dlq(value: &Expr) -> syn::Result<LitStr> {
-    let lit = parse_str(
-        value,
-        "dlq",
-        "a topic name string literal, e.g. `dlq = \"orders.dlq\"`",
-    )?;
-    let name = lit.value();
-    check_topic_name(&name).map_err(|problem| {
-        syn::Error::new(
-            lit.span(),
-            format!("invalid `dlq` topic name {}: {problem}", shorten(&name)),
-        )
-    })?;
-    Ok(lit)
-}
-
 fn parse_crate(value: &Expr) -> syn::Result<syn::Path> {
     let lit = parse_str(
         value,
@@ -677,7 +691,7 @@ fn parse_group(value: &Expr) -> syn::Result<LitStr> {
     Ok(lit)
 }
 
-fn parse_str(value: &Expr, key: &str, what: &str) -> syn::Result<LitStr> {
+pub(crate) fn parse_str(value: &Expr, key: &str, what: &str) -> syn::Result<LitStr> {
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
@@ -699,44 +713,6 @@ fn parse_bool(value: &Expr, key: &str) -> syn::Result<bool> {
             value,
             format!("`{key}` expects `true` or `false`"),
         )),
-    }
-}
-
-/// Kafka's rule for topic names (`org.apache.kafka.common.internals.Topic`):
-/// 1 to 249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
-pub(crate) fn check_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("a topic name cannot be empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err("`.` and `..` are not allowed as topic names".into());
-    }
-    if name.len() > 249 {
-        return Err(format!(
-            "a topic name is at most 249 characters, this one has {}",
-            name.len()
-        ));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "{bad:?} is not allowed; use ASCII letters, digits, `.`, `_` and `-`"
-        ));
-    }
-    Ok(())
-}
-
-/// A topic name for an error message: quoted, and cut short when it is too
-/// long to read (the span already shows the whole literal).
-fn shorten(name: &str) -> String {
-    const MAX: usize = 40;
-    if name.chars().count() <= MAX {
-        format!("{name:?}")
-    } else {
-        let head: String = name.chars().take(MAX).collect();
-        format!("{head:?}...")
     }
 }
 

@@ -196,7 +196,51 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
         },
     };
 
-    let constructor = if args.batch.is_some() {
+    // With `publish`, the return value is encoded and produced, and the
+    // record ends when the broker acknowledged every output. The error of
+    // a type that cannot be published points at the return type.
+    let publish = args.publish.as_ref().map(|topic| {
+        let call = if function.sig.asyncness.is_some() {
+            quote!(#name(#(#arg_names),*).await)
+        } else {
+            quote!(#name(#(#arg_names),*))
+        };
+        let encoded = match &function.sig.output {
+            syn::ReturnType::Type(_, ty) if !contains_impl(ty.to_token_stream()) => {
+                let ty_tokens = elide_lifetimes(ty.to_token_stream(), &lifetimes);
+                quote_spanned! {ty.span()=>
+                    <#ty_tokens as #private::Publish>::into_encoded(#call)
+                }
+            }
+            syn::ReturnType::Type(_, ty) => {
+                let returned = quote_spanned!(ty.span()=> __kh_returned);
+                quote! {{
+                    let #returned = #call;
+                    #private::Publish::into_encoded(#returned)
+                }}
+            }
+            syn::ReturnType::Default => {
+                unreachable!("`publish` on a handler returning `()` is rejected before generation")
+            }
+        };
+        quote! {
+            let __kh_outputs = #encoded?;
+            #private::publish(__kh_record, #topic, __kh_outputs).await
+        }
+    });
+
+    let constructor = if let Some(publish) = publish {
+        // A plain `fn` too: its call runs inline, and the sends are awaited.
+        quote! {
+            fn __kh_invoke<'r>(__kh_record: &'r #private::Record<'r>) -> #private::HandlerFuture<'r> {
+                #private::Box::pin(async move {
+                    #(#extractions)*
+                    #publish
+                })
+            }
+            #private::Handler::asynchronous(__KH_NAME, [#(#topics),*], #group, __kh_invoke)
+        }
+    } else if args.batch.is_some() {
         let Some(FnArg::Typed(arg)) = function.sig.inputs.first() else {
             unreachable!("a batch handler's single argument is checked before generation")
         };
@@ -264,6 +308,9 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
     }
     if let Some(dlq) = &args.dlq {
         options.push(quote!(.with_dlq(#dlq)));
+    }
+    if let Some(publish) = &args.publish {
+        options.push(quote!(.with_publish(#publish)));
     }
     if let Some(timeout) = args.timeout {
         options.push(quote!(.with_timeout(#private::Duration::from_nanos(#timeout))));

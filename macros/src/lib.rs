@@ -4,6 +4,7 @@
 mod args;
 mod duration;
 mod expand;
+mod topics;
 
 use proc_macro::TokenStream;
 
@@ -43,6 +44,19 @@ use proc_macro::TokenStream;
 ///   *held* instead: it is not committed, its partition is paused (the
 ///   others keep flowing), and it is attempted again every backoff maximum
 ///   until it succeeds or the consumer restarts. No record is ever skipped.
+/// - `publish = "invoices"`: produce what the handler returns to this topic
+///   (checked like `topics`, and must not be one of them), under a
+///   `send invoices` span that is a child of the record's `process` span.
+///   The handler returns a payload (`Json<T>`, `String`, `&str`, `Vec<u8>`,
+///   `&[u8]`, or a type implementing `IntoPayload`), an `Output<_>` of one
+///   (to choose its key and headers; a bare payload takes the input
+///   record's key), or an `Option<_>` (zero or one) or `Vec<_>` (zero or
+///   more) of those, optionally inside `Result<_, E>`. The record ends, and
+///   can be committed, once the broker acknowledged every output; a send
+///   that fails fails the record transiently (retried, then dead-lettered),
+///   and an output that cannot be encoded fails it permanently. A plain `fn`
+///   works too (called inline; the sends are awaited). Not on batch
+///   handlers, nor on handlers returning `()` or `Result<(), E>`.
 /// - `timeout = "30s"`: how long one attempt may run before it is
 ///   cancelled and counted as a transient failure (then retried like any
 ///   other). `async fn` only: a synchronous function cannot be cancelled.

@@ -51,6 +51,9 @@ pub struct HandlerOptions {
     /// The dead-letter topic a given-up record is copied to (default none:
     /// the record is held, see [`Handler::with_dlq`]).
     pub dlq: Option<String>,
+    /// The topic the handler's return value is produced to (default none),
+    /// set by `#[kafka_handler(publish = "..")]`; see [`Handler::with_publish`].
+    pub publish: Option<String>,
     /// How long one attempt of an async handler may run before it is
     /// cancelled and counted as a transient failure (default: no limit).
     /// For a batch handler, one call with its whole batch.
@@ -149,6 +152,7 @@ impl Default for HandlerOptions {
             retries: Self::DEFAULT_RETRIES,
             backoff: Backoff::default(),
             dlq: None,
+            publish: None,
             timeout: None,
             batch: None,
             ordering: ProcessingOrder::Partition,
@@ -294,6 +298,16 @@ impl Handler {
     /// consumer restarts. No record is ever skipped.
     pub fn with_dlq(mut self, topic: impl Into<String>) -> Self {
         self.options.dlq = Some(topic.into());
+        self
+    }
+
+    /// Names the topic the handler publishes its return value to, for
+    /// `--list` and `--check`. The macro's `publish = ".."` sets it and
+    /// generates the publishing; a handler built by hand publishes through
+    /// its [`TracedProducer`](crate::TracedProducer) argument and may name
+    /// its output topic here so it is checked too.
+    pub fn with_publish(mut self, topic: impl Into<String>) -> Self {
+        self.options.publish = Some(topic.into());
         self
     }
 

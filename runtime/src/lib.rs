@@ -56,6 +56,7 @@ mod outcome;
 mod process;
 mod producer;
 pub mod propagation;
+mod publish;
 mod record;
 mod resolve;
 mod shutdown;
@@ -73,6 +74,7 @@ pub use kafka_handler_macros::kafka_handler;
 pub use outcome::{ErrorKind, HandlerError, IntoOutcome, Outcome};
 pub use process::Processor;
 pub use producer::TracedProducer;
+pub use publish::{IntoOutputs, IntoPayload, Output, Publish};
 pub use record::{Record, RecordHeaders, RecordMeta};
 pub use shutdown::Shutdown;
 
@@ -93,6 +95,7 @@ pub mod __private {
         Handler, HandlerFactory, HandlerFuture, HandlerOptions, ProcessingOrder,
     };
     pub use crate::outcome::{IntoOutcome, Outcome};
+    pub use crate::publish::{publish, Publish};
     pub use crate::record::Record;
     pub use std::boxed::Box;
     pub use std::time::Duration;

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Cancelled,
     /// An attempt ran past the handler's `timeout` and was cancelled.
     Timeout,
+    /// What the handler returned could not be encoded, or the broker did
+    /// not acknowledge it (`publish`).
+    Publish,
 }
 
 impl ErrorKind {
@@ -32,6 +35,7 @@ impl ErrorKind {
             ErrorKind::Panic => "panic",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::Publish => "publish",
         }
     }
 }

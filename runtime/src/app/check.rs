@@ -99,6 +99,9 @@ fn topics(handlers: &[Handler]) -> Vec<(String, Vec<String>)> {
         if let Some(dlq) = &handler.options().dlq {
             add(dlq, format!("dead-letter topic of {name}"));
         }
+        if let Some(publish) = &handler.options().publish {
+            add(publish, format!("output topic of {name}"));
+        }
     }
     topics
 }
@@ -208,7 +211,8 @@ mod tests {
     #[test]
     fn topics_are_listed_once_with_their_uses() {
         let bill = Handler::sync("bill", ["orders"], "billing", |_| Outcome::Ok(()))
-            .with_dlq("orders.dlq");
+            .with_dlq("orders.dlq")
+            .with_publish("invoices");
         let audit = Handler::sync("audit", ["orders", "returns"], "audit", |_| Outcome::Ok(()));
         let listed = topics(&[bill, audit]);
         assert_eq!(
@@ -221,6 +225,10 @@ mod tests {
                 (
                     "orders.dlq".to_owned(),
                     vec!["dead-letter topic of bill".to_owned()]
+                ),
+                (
+                    "invoices".to_owned(),
+                    vec!["output topic of bill".to_owned()]
                 ),
                 ("returns".to_owned(), vec!["audit".to_owned()]),
             ]

@@ -49,6 +49,12 @@ pub(crate) fn render(
             "  retries  {} (backoff {}), {then}",
             options.retries, options.backoff
         );
+        if let Some(publish) = &options.publish {
+            let _ = writeln!(
+                out,
+                "  publish  {publish} (what it returns, committed after the broker's ack)"
+            );
+        }
         if let Some(timeout) = options.timeout {
             let _ = writeln!(out, "  timeout  {timeout:?} per attempt");
         }
@@ -69,7 +75,8 @@ mod tests {
     fn lists_topics_group_failure_path_and_batching() {
         let bill = Handler::sync("bill", ["orders"], "billing", |_| Outcome::Ok(()))
             .with_retries(2)
-            .with_dlq("orders.dlq");
+            .with_dlq("orders.dlq")
+            .with_publish("invoices");
         let pack = Handler::batch("pack", ["orders", "returns"], "warehouse", |_| {
             Box::pin(async { Outcome::Ok(()) })
         })
@@ -82,6 +89,10 @@ mod tests {
         assert!(bill_block.contains("retries  2 (backoff "), "{listed}");
         assert!(
             bill_block.contains("then dead-lettered to orders.dlq"),
+            "{listed}"
+        );
+        assert!(
+            bill_block.contains("publish  invoices (what it returns"),
             "{listed}"
         );
         assert!(listed.contains("topics   orders, returns\n"), "{listed}");
