@@ -1,6 +1,6 @@
 //! Code generation for `#[kafka_handler]`.
 
-use proc_macro2::{Group, Ident, Spacing, TokenStream, TokenTree};
+use proc_macro2::{Group, Ident, Spacing, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Item, ItemFn, Pat};
@@ -172,57 +172,23 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
     } else {
         quote!(#name(#(#arg_names),*))
     };
-    // Naming the return type in the trait path puts an unsupported return
-    // type's error on that type as written. `impl Trait` cannot be named
-    // there: its value is bound to a variable spanned on the type instead,
-    // so the error points at the type's first token.
-    let into_outcome = match &function.sig.output {
-        syn::ReturnType::Type(_, ty) if !contains_impl(ty.to_token_stream()) => {
-            let ty_tokens = elide_lifetimes(ty.to_token_stream(), &lifetimes);
-            quote_spanned! {ty.span()=>
-                <#ty_tokens as #private::IntoOutcome>::into_outcome(#call)
-            }
-        }
-        syn::ReturnType::Type(_, ty) => {
-            let returned = quote_spanned!(ty.span()=> __kh_returned);
-            quote! {{
-                let #returned = #call;
-                #private::IntoOutcome::into_outcome(#returned)
-            }}
-        }
-        // `()`, which always converts.
-        syn::ReturnType::Default => quote! {
-            #private::IntoOutcome::into_outcome(#call)
-        },
+    let returned = |trait_path: TokenStream, method: &str| {
+        let method = Ident::new(method, Span::call_site());
+        convert_return(
+            &function.sig.output,
+            &call,
+            &trait_path,
+            &method,
+            &lifetimes,
+        )
     };
+    let into_outcome = returned(quote!(#private::IntoOutcome), "into_outcome");
 
     // With `publish`, the return value is encoded and produced, and the
     // record ends when the broker acknowledged every output. The error of
     // a type that cannot be published points at the return type.
     let publish = args.publish.as_ref().map(|topic| {
-        let call = if function.sig.asyncness.is_some() {
-            quote!(#name(#(#arg_names),*).await)
-        } else {
-            quote!(#name(#(#arg_names),*))
-        };
-        let encoded = match &function.sig.output {
-            syn::ReturnType::Type(_, ty) if !contains_impl(ty.to_token_stream()) => {
-                let ty_tokens = elide_lifetimes(ty.to_token_stream(), &lifetimes);
-                quote_spanned! {ty.span()=>
-                    <#ty_tokens as #private::Publish>::into_encoded(#call)
-                }
-            }
-            syn::ReturnType::Type(_, ty) => {
-                let returned = quote_spanned!(ty.span()=> __kh_returned);
-                quote! {{
-                    let #returned = #call;
-                    #private::Publish::into_encoded(#returned)
-                }}
-            }
-            syn::ReturnType::Default => {
-                unreachable!("`publish` on a handler returning `()` is rejected before generation")
-            }
-        };
+        let encoded = returned(quote!(#private::Publish), "into_encoded");
         quote! {
             let __kh_outputs = #encoded?;
             #private::publish(__kh_record, #topic, __kh_outputs).await
@@ -359,6 +325,37 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
                 __kh_handler #(#options)*
             }
         }
+    }
+}
+
+/// `Trait::method` (`trait_path`, `method`) applied to what `call`
+/// returns. Naming the return type in the trait path puts an unsupported
+/// return type's error on that type as written. `impl Trait` cannot be
+/// named there: its value is bound to a variable spanned on the type
+/// instead, so the error points at the type's first token.
+fn convert_return(
+    output: &syn::ReturnType,
+    call: &TokenStream,
+    trait_path: &TokenStream,
+    method: &Ident,
+    lifetimes: &[Ident],
+) -> TokenStream {
+    match output {
+        syn::ReturnType::Type(_, ty) if !contains_impl(ty.to_token_stream()) => {
+            let ty_tokens = elide_lifetimes(ty.to_token_stream(), lifetimes);
+            quote_spanned! {ty.span()=>
+                <#ty_tokens as #trait_path>::#method(#call)
+            }
+        }
+        syn::ReturnType::Type(_, ty) => {
+            let returned = quote_spanned!(ty.span()=> __kh_returned);
+            quote! {{
+                let #returned = #call;
+                #trait_path::#method(#returned)
+            }}
+        }
+        // `()`.
+        syn::ReturnType::Default => quote!(#trait_path::#method(#call)),
     }
 }
 
