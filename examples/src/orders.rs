@@ -8,13 +8,9 @@
 //! and the mailer handles the invoices.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use kafka_handler::{
-    kafka_handler, Batch, HandlerError, Json, Key, RecordHeaders, RecordMeta, TracedProducer,
-};
-use rdkafka::producer::FutureRecord;
-use serde::Deserialize;
+use kafka_handler::{kafka_handler, Batch, HandlerError, Json, Key, RecordHeaders, RecordMeta};
+use serde::{Deserialize, Serialize};
 
 /// An order, as checkout produces it.
 #[derive(Debug, Deserialize)]
@@ -48,17 +44,27 @@ pub static PACKED: AtomicUsize = AtomicUsize::new(0);
 /// Invoices mailed.
 pub static MAILED: AtomicUsize = AtomicUsize::new(0);
 
-/// Bills an order. Runs inside the order's trace: the span below is a child
-/// of this record's `process orders` span. A failure is retried twice with
-/// backoff, each attempt its own span in the same trace; then the record is
-/// copied to `orders.dlq` and committed.
-#[kafka_handler(topics = ["orders"], group = "billing",
+/// An invoice, as billing publishes it.
+#[derive(Debug, Serialize)]
+pub struct Invoice {
+    /// The order billed.
+    pub order: u64,
+    /// The amount charged.
+    pub cents: u64,
+}
+
+/// Bills an order and returns its invoice. Runs inside the order's trace:
+/// the span below is a child of this record's `process orders` span. A
+/// failure is retried twice with backoff, each attempt its own span in the
+/// same trace; then the record is copied to `orders.dlq` and committed.
+///
+/// Consume, transform, produce: the invoice it returns is published to
+/// `invoices` (under the order's key) in a `send invoices` span, a child of
+/// this record's `process orders` span, so the mailer below continues the
+/// order's trace. The order is committed once the invoice is acknowledged.
+#[kafka_handler(topics = ["orders"], group = "billing", publish = "invoices",
                 retries = 2, backoff = "50ms..200ms", dlq = "orders.dlq")]
-pub async fn bill(
-    order: Json<Order>,
-    meta: &RecordMeta,
-    producer: &TracedProducer,
-) -> Result<(), HandlerError> {
+pub async fn bill(order: Json<Order>, meta: &RecordMeta) -> Result<Json<Invoice>, HandlerError> {
     tracing::info_span!("charge card", order.id = order.id, cents = order.cents).in_scope(
         || {
             tracing::info!(order.id = order.id, partition = meta.partition(), "billing");
@@ -69,19 +75,10 @@ pub async fn bill(
         },
     )?;
     BILLED.fetch_add(1, Ordering::Relaxed);
-    // Consume, transform, produce: the invoice's `send invoices` span is a
-    // child of this record's `process orders` span, so the mailer below
-    // continues the order's trace.
-    let invoice = format!(r#"{{"order":{},"cents":{}}}"#, order.id, order.cents);
-    let key = format!("order-{}", order.id);
-    producer
-        .send(
-            FutureRecord::to("invoices").key(&key).payload(&invoice),
-            Duration::from_secs(5),
-        )
-        .await
-        .map(drop)
-        .map_err(|(err, _)| HandlerError::transient(err))
+    Ok(Json(Invoice {
+        order: order.id,
+        cents: order.cents,
+    }))
 }
 
 /// Mails each invoice: the third hop of the order's trace.
