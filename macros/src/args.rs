@@ -293,8 +293,9 @@ impl RawArgs {
     }
 }
 
-/// What is wrong with `publish` on this handler, if anything: it must
-/// return something to publish, must not be a batch handler, and must not
+/// What is wrong with `publish` on this handler, if anything: a handler of
+/// one record must return something to publish (a batch handler publishes
+/// in each record's scope, `BatchRecord::publish`), and no handler may
 /// publish into a topic it consumes.
 fn publish_problem(
     publish: &LitStr,
@@ -303,16 +304,13 @@ fn publish_problem(
     seen: &[String],
 ) -> Option<syn::Error> {
     let name = &sig.ident;
-    let problem = if let Some(returns) = returns_nothing(&sig.output) {
+    let batch = seen.iter().any(|key| key == "batch");
+    let problem = if let Some(returns) = returns_nothing(&sig.output).filter(|_| !batch) {
         format!(
             "`publish` produces what the handler returns, and `{name}` returns {returns}: return \
              the record to publish, e.g. `-> Result<Json<Invoice>, BillingError>`, or drop \
              `publish`"
         )
-    } else if seen.iter().any(|key| key == "batch") {
-        "`publish` is for handlers of one record: a batch handler produces its records itself \
-         (take a `&TracedProducer` in each record's scope)"
-            .to_owned()
     } else if topics.is_some_and(|topics| topics.iter().any(|t| t.value() == publish.value())) {
         format!(
             "`publish` {:?} is one of this handler's `topics`: every record it handles would be \

@@ -187,13 +187,19 @@ fn generate(args: &HandlerArgs, function: &ItemFn) -> TokenStream {
     // With `publish`, the return value is encoded and produced, and the
     // record ends when the broker acknowledged every output. The error of
     // a type that cannot be published points at the return type.
-    let publish = args.publish.as_ref().map(|topic| {
-        let encoded = returned(quote!(#private::Publish), "into_encoded");
-        quote! {
-            let __kh_outputs = #encoded?;
-            #private::publish(__kh_record, #topic, __kh_outputs).await
-        }
-    });
+    // A batch handler publishes in each record's scope instead
+    // (`BatchRecord::publish`, which reads the topic from the handler).
+    let publish = args
+        .publish
+        .as_ref()
+        .filter(|_| args.batch.is_none())
+        .map(|topic| {
+            let encoded = returned(quote!(#private::Publish), "into_encoded");
+            quote! {
+                let __kh_outputs = #encoded?;
+                #private::publish(__kh_record, #topic, __kh_outputs).await
+            }
+        });
 
     let constructor = if let Some(publish) = publish {
         // A plain `fn` too: its call runs inline, and the sends are awaited.

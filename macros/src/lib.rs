@@ -55,8 +55,10 @@ use proc_macro::TokenStream;
 ///   can be committed, once the broker acknowledged every output; a send
 ///   that fails fails the record transiently (retried, then dead-lettered),
 ///   and an output that cannot be encoded fails it permanently. A plain `fn`
-///   works too (called inline; the sends are awaited). Not on batch
-///   handlers, nor on handlers returning `()` or `Result<(), E>`.
+///   works too (called inline; the sends are awaited). Not on handlers of
+///   one record that return `()` or `Result<(), E>`. A batch handler
+///   publishes in each record's scope with `BatchRecord::publish`, under
+///   that record's span.
 /// - `timeout = "30s"`: how long one attempt may run before it is
 ///   cancelled and counted as a transient failure (then retried like any
 ///   other). `async fn` only: a synchronous function cannot be cancelled.

@@ -25,7 +25,8 @@ use opentelemetry::Context;
 
 use crate::extract::FromRecord;
 use crate::lock;
-use crate::outcome::{log_failure, Failure, HandlerError, IntoOutcome, Outcome};
+use crate::outcome::{log_failure, ErrorKind, Failure, HandlerError, IntoOutcome, Outcome};
+use crate::publish::Publish;
 use crate::record::Record;
 use crate::span::{ProcessSpan, SpanScope};
 
@@ -312,6 +313,35 @@ impl<'r, T> BatchRecord<'r, T> {
         self.settle(outcome, Some(span))
     }
 
+    /// The publishing form of [`process_async`](Self::process_async), for a
+    /// batch handler with `publish = "topic"`: what `f` returns (anything a
+    /// single-record handler with `publish` may return) is produced to that
+    /// topic under this record's `process` span, and the scope ends when the
+    /// broker acknowledged every output. A failure of `f`, an output that
+    /// cannot be encoded, or a send that fails fails this record alone, as
+    /// in `process`; the batch ends (and is committed) after its records'
+    /// outputs were acknowledged.
+    pub async fn publish<'s, O, F>(&'s self, f: impl FnOnce(&'s T) -> F) -> Processed
+    where
+        O: Publish,
+        F: Future<Output = O>,
+    {
+        let topic = self.shared.publish;
+        let record = self.record;
+        self.process_async(|value| async move {
+            let Some(topic) = topic else {
+                return Err(HandlerError::new(
+                    ErrorKind::Publish,
+                    "configuration",
+                    "`publish` scope in a batch handler without a `publish` topic",
+                ));
+            };
+            let outputs = f(value).await.into_encoded()?;
+            crate::publish::publish(record, topic, outputs).await
+        })
+        .await
+    }
+
     /// Fails this record without running code for it: it goes through the
     /// handler's retries and dead-letter topic alone, with `error` recorded
     /// on a `process {topic}` span in its own trace.
@@ -396,6 +426,8 @@ impl Processed {
 /// What one call of a batch handler shares with its records' scopes.
 pub(crate) struct Shared<'d> {
     handler: &'d str,
+    /// The handler's `publish` topic.
+    publish: Option<&'d str>,
     attempt: u32,
     mode: Mode<'d>,
     failures: Mutex<Vec<RecordFailure>>,
@@ -427,12 +459,14 @@ impl<'d> Shared<'d> {
     /// the batch span `batch`.
     pub(crate) fn delivery(
         handler: &'d str,
+        publish: Option<&'d str>,
         scope: &'d SpanScope,
         parents: &'d [Context],
         batch: SpanContext,
     ) -> Self {
         Self {
             handler,
+            publish,
             attempt: 1,
             mode: Mode::Delivery {
                 scope,
@@ -444,9 +478,10 @@ impl<'d> Shared<'d> {
     }
 
     /// Attempt `attempt` at one record, under its attempt's span.
-    pub(crate) fn single(handler: &'d str, attempt: u32) -> Self {
+    pub(crate) fn single(handler: &'d str, publish: Option<&'d str>, attempt: u32) -> Self {
         Self {
             handler,
+            publish,
             attempt,
             mode: Mode::Single,
             failures: Mutex::default(),

@@ -252,7 +252,11 @@ impl Processor {
         attempt: u32,
         span: &ProcessSpan,
     ) -> Outcome {
-        let shared = Shared::single(self.handler().name(), attempt);
+        let shared = Shared::single(
+            self.handler().name(),
+            self.handler().options().publish.as_deref(),
+            attempt,
+        );
         let records = std::slice::from_ref(record);
         let outcome = self.run(f(BatchInput::new(records, &shared)), span).await;
         // A failure the record's scope reported is the attempt's.
@@ -302,7 +306,13 @@ impl Processor {
         let scope = &self.inner.scope;
         let span = ProcessSpan::start_batch(scope, first.topic(), first.partition(), &parents);
         let batch = span.context().span().span_context().clone();
-        let shared = Shared::delivery(self.handler().name(), scope, &parents, batch);
+        let shared = Shared::delivery(
+            self.handler().name(),
+            self.handler().options().publish.as_deref(),
+            scope,
+            &parents,
+            batch,
+        );
         let outcome = self.run(f(BatchInput::new(records, &shared)), &span).await;
         if let Err(error) = &outcome {
             span.in_scope(|| {

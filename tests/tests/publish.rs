@@ -318,3 +318,81 @@ async fn bytes_are_published_as_they_are() {
     assert_eq!(out[0].payload(), Some(&[0, 159, 146, 150][..]));
     assert_eq!(out[0].key(), None, "the input had no key");
 }
+
+/// First attempts at the fragile order.
+static FRAGILE: AtomicUsize = AtomicUsize::new(0);
+
+/// Packs orders in batches, publishing one parcel per order in that order's
+/// own scope; the fragile order fails its first attempt, alone.
+#[kafka_handler(topics = ["packing"], group = "packing", publish = "parcels",
+                batch(max_records = 10, max_wait = "20ms"), retries = 3, backoff = "10ms")]
+async fn pack(orders: kafka_handler::Batch<'_, &str>) {
+    for order in &orders {
+        order
+            .publish(|name| async move {
+                if *name == "fragile" && FRAGILE.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(HandlerError::transient("dropped it"));
+                }
+                Ok(Output::new(format!("parcel for {name}")))
+            })
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_publishes_each_records_outputs_in_that_records_trace() {
+    let telemetry = telemetry(Mode::OtelOnly);
+    let broker = EmbeddedBroker::start().unwrap();
+    create(&broker, &["packing", "parcels"]).await;
+    let mut origins = Vec::new();
+    for name in ["apple", "fragile", "pear"] {
+        let (origin, record) =
+            traced(TestRecord::new("packing", name.as_bytes()).key(name.as_bytes()));
+        send(&broker, record).await;
+        origins.push((name, origin));
+    }
+    let (shutdown, running) = start_consumer(&broker, handlers![pack]);
+    wait_for_commits(WAIT, &broker, "packing", "packing", &[3]).await;
+    let parcels = read_all(&broker, "parcels").await;
+    stop_consumer(shutdown, running).await;
+
+    let mut payloads: Vec<&[u8]> = parcels.iter().map(|m| m.payload().unwrap()).collect();
+    payloads.sort();
+    assert_eq!(
+        payloads,
+        [
+            &b"parcel for apple"[..],
+            b"parcel for fragile",
+            b"parcel for pear"
+        ],
+        "one parcel per order; the failed attempt published nothing"
+    );
+    assert!(
+        FRAGILE.load(Ordering::SeqCst) >= 2,
+        "the fragile order was retried"
+    );
+    let sends = telemetry.spans_named("send parcels");
+    for (name, origin) in &origins {
+        let parcel = parcels
+            .iter()
+            .find(|m| m.key() == Some(name.as_bytes()))
+            .unwrap_or_else(|| panic!("the parcel of {name}"));
+        let traceparent = &header_values(parcel, "traceparent")[0];
+        assert!(
+            traceparent.starts_with(&format!("00-{}-", origin.trace_id())),
+            "the parcel of {name} continues {name}'s own trace: {traceparent}"
+        );
+        let send_span = sends
+            .iter()
+            .find(|s| s.span_context.trace_id() == origin.trace_id())
+            .unwrap_or_else(|| panic!("a send span in {name}'s trace"));
+        let process = telemetry.process_spans("packing").into_iter().find(|s| {
+            s.span_context.span_id() == send_span.parent_span_id
+                && s.span_context.trace_id() == origin.trace_id()
+        });
+        assert!(
+            process.is_some(),
+            "the send of {name}'s parcel is a child of {name}'s process span"
+        );
+    }
+}

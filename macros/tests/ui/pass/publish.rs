@@ -39,4 +39,13 @@ fn opaque(payload: &[u8]) -> impl kafka_handler::IntoOutputs {
     payload.to_vec()
 }
 
+#[kafka_handler(topics = ["orders"], group = "g", batch, publish = "parcels")]
+async fn pack(orders: kafka_handler::Batch<'_, &[u8]>) {
+    for order in &orders {
+        order
+            .publish(|payload| async move { Json(payload.len()) })
+            .await;
+    }
+}
+
 fn main() {}
