@@ -13,6 +13,9 @@ pub enum Error {
     /// A consumer group's task stopped unexpectedly (a bug: handler panics
     /// are caught per record).
     Task(String),
+    /// What a [`TestApp`](crate::testing::TestApp) waited for did not
+    /// happen in time, or went wrong; the message says what it saw.
+    Test(String),
     /// The Kafka client failed.
     Kafka {
         /// What the consumer was doing.
@@ -150,7 +153,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(message) => write!(f, "invalid configuration: {message}"),
-            Error::Task(message) => f.write_str(message),
+            Error::Task(message) | Error::Test(message) => f.write_str(message),
             Error::Kafka { context, source } => write!(f, "{context}: {source}"),
             // The context already says what the client reported.
             Error::Authorization { context, .. } => f.write_str(context),
@@ -161,7 +164,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Config(_) | Error::Task(_) => None,
+            Error::Config(_) | Error::Task(_) | Error::Test(_) => None,
             Error::Kafka { source, .. } | Error::Authorization { source, .. } => Some(source),
         }
     }

@@ -59,6 +59,13 @@ impl IntoPayload for &str {
     }
 }
 
+/// JSON, as `serde_json` writes it.
+impl IntoPayload for serde_json::Value {
+    fn into_payload(self) -> Result<Vec<u8>, HandlerError> {
+        Json(self).into_payload()
+    }
+}
+
 impl<T: Serialize> IntoPayload for Json<T> {
     fn into_payload(self) -> Result<Vec<u8>, HandlerError> {
         serde_json::to_vec(&self.0).map_err(|err| {

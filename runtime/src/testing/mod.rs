@@ -1,4 +1,6 @@
-//! An embedded Kafka broker for tests, examples and benchmarks.
+//! Testing with a real broker: [`TestApp`] runs your handlers for a test;
+//! [`EmbeddedBroker`] is the broker underneath, for tests, examples and
+//! benchmarks.
 //!
 //! [`EmbeddedBroker::start`] uses the cluster named by `KAFKA_BROKERS` when
 //! it is set. Otherwise it starts librdkafka's mock cluster in-process: a real
@@ -19,6 +21,12 @@ use rdkafka::ClientConfig;
 
 use crate::consumer::BROKERS_ENV;
 use crate::error::Error;
+
+mod app;
+mod outcome;
+
+pub use app::TestApp;
+pub use outcome::{RecordOutcome, Sent, Trace};
 
 /// A broker to test against: the `KAFKA_BROKERS` cluster or an in-process mock.
 pub struct EmbeddedBroker {
