@@ -3,29 +3,22 @@
 //! every output form, and the input record's offset is committed only after
 //! the broker acknowledged its outputs.
 //!
-//! The `publish` topic is part of the generated code, so every test runs a
-//! broker of its own and uses the topic names the handlers were written
-//! with.
-
-mod common;
+//! Each test runs its handlers in a `TestApp` (a broker of its own: the
+//! `publish` topic is part of the generated code).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{
-    committed, error_type, header_values, read_all, send, start_consumer, start_consumer_with,
-    stop_consumer, telemetry, traced, wait_for_commits, wait_until, Mode,
-};
-use kafka_handler::testing::{EmbeddedBroker, TestRecord};
-use kafka_handler::{handlers, kafka_handler, HandlerError, Json, Output, TracedProducer};
+use kafka_handler::testing::TestApp;
+use kafka_handler::{handlers, kafka_handler, Error, HandlerError, Json, Output, TracedProducer};
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use opentelemetry::Context;
-use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-
-const WAIT: Duration = Duration::from_secs(30);
+use serde_json::json;
 
 #[derive(Deserialize)]
 struct Order {
@@ -70,104 +63,66 @@ fn alarm(reading: &str) -> Option<Output<&'static str>> {
     (reading == "hot").then(|| Output::new("too hot").without_key())
 }
 
-async fn create(broker: &EmbeddedBroker, topics: &[&str]) {
-    for topic in topics {
-        broker.create_topic(topic, 1).await.unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_returned_value_is_sent_in_the_records_trace_under_its_key() {
-    let telemetry = telemetry(Mode::OtelOnly);
-    let broker = EmbeddedBroker::start().unwrap();
-    create(&broker, &["orders", "invoices"]).await;
-    let (origin, record) =
-        traced(TestRecord::new("orders", br#"{"id":7,"cents":250}"#).key(b"order-7"));
-    send(&broker, record).await;
-
-    let (shutdown, running) = start_consumer(&broker, handlers![bill]);
-    // Committed only once the invoice was acknowledged: then it is there.
-    wait_for_commits(WAIT, &broker, "billing", "orders", &[1]).await;
-    let invoices = read_all(&broker, "invoices").await;
-    stop_consumer(shutdown, running).await;
-
-    assert_eq!(invoices.len(), 1, "one invoice");
-    let invoice = &invoices[0];
+async fn the_returned_value_is_sent_in_the_records_trace_under_its_key() -> Result<(), Error> {
+    let app = TestApp::start(handlers![bill]).await?;
+    let offset = app
+        .send_keyed("orders", Some(b"order-7"), json!({"id": 7, "cents": 250}))
+        .await?;
+    let outcome = app.outcome_of("orders", offset).await?;
+    assert!(outcome.is_handled(), "{outcome}");
+    let invoice = app.next_record("invoices").await?;
     assert_eq!(invoice.payload(), Some(&br#"{"order":7,"cents":250}"#[..]));
     assert_eq!(invoice.key(), Some(&b"order-7"[..]), "the input's key");
-    let traceparents = header_values(invoice, "traceparent");
-    assert_eq!(traceparents.len(), 1, "exactly one traceparent");
-
-    let spans = telemetry.spans_named("send invoices");
-    let send_span = spans
-        .iter()
-        .find(|s| s.span_context.trace_id() == origin.trace_id())
-        .expect("a send span in the order's trace");
-    let process = telemetry
-        .process_spans("orders")
-        .into_iter()
-        .find(|s| s.span_context.trace_id() == origin.trace_id())
-        .expect("the order's process span");
-    assert_eq!(send_span.span_kind, SpanKind::Producer);
     assert_eq!(
-        send_span.parent_span_id,
-        process.span_context.span_id(),
-        "send is a child of process"
+        outcome.outputs(),
+        [kafka_handler::testing::Sent {
+            topic: "invoices".into(),
+            offset: invoice.offset()
+        }]
     );
+
+    let trace = app.trace_of(&outcome);
+    trace.assert_parent_of("send invoices");
+    let send_span = trace.span("send invoices");
+    let process = trace.span("process orders");
+    assert_eq!(send_span.span_kind, SpanKind::Producer);
     assert!(
         send_span.end_time <= process.end_time,
         "the record ended after its output was acknowledged"
     );
     assert_eq!(
-        traceparents[0],
-        format!(
+        header_values(&invoice, "traceparent"),
+        [format!(
             "00-{}-{}-01",
-            origin.trace_id(),
+            outcome.trace_id(),
             send_span.span_context.span_id()
-        ),
-        "the invoice continues the order's trace from its send span"
+        )],
+        "exactly one traceparent: the invoice continues the order's trace from its send span"
     );
+    app.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vectors_options_keys_and_headers() {
-    telemetry(Mode::OtelOnly);
-    let broker = EmbeddedBroker::start().unwrap();
-    create(&broker, &["lines", "words", "readings", "alarms"]).await;
+async fn vectors_options_keys_and_headers() -> Result<(), Error> {
+    let app = TestApp::start(handlers![split, alarm]).await?;
     for line in ["red green", "", "blue"] {
-        send(
-            &broker,
-            TestRecord::new("lines", line.as_bytes()).key(b"line"),
-        )
-        .await;
+        let offset = app.send_keyed("lines", Some(b"line"), line).await?;
+        assert!(app.outcome_of("lines", offset).await?.is_handled());
     }
     for reading in ["cold", "hot", "mild"] {
-        send(
-            &broker,
-            TestRecord::new("readings", reading.as_bytes()).key(b"sensor"),
-        )
-        .await;
+        let offset = app.send_keyed("readings", Some(b"sensor"), reading).await?;
+        assert!(app.outcome_of("readings", offset).await?.is_handled());
     }
-
-    let (shutdown, running) = start_consumer(&broker, handlers![split, alarm]);
-    // Every input committed, the empty line and the quiet readings too, and
-    // only after their outputs were acknowledged.
-    wait_for_commits(WAIT, &broker, "splitter", "lines", &[3]).await;
-    wait_for_commits(WAIT, &broker, "alarms", "readings", &[3]).await;
-    let words = read_all(&broker, "words").await;
-    let alarms = read_all(&broker, "alarms").await;
-    stop_consumer(shutdown, running).await;
-
-    let words: Vec<(String, String, Vec<String>)> = words
-        .iter()
-        .map(|m| {
-            (
-                String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
-                String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
-                header_values(m, "source"),
-            )
-        })
-        .collect();
+    let mut words = Vec::new();
+    for _ in 0..3 {
+        let m = app.next_record("words").await?;
+        words.push((
+            String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
+            String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
+            header_values(&m, "source"),
+        ));
+    }
     assert_eq!(
         words,
         [
@@ -177,13 +132,59 @@ async fn vectors_options_keys_and_headers() {
         ],
         "one output per word, in order, each with its key and header"
     );
-    assert_eq!(alarms.len(), 1, "one alarm, for the hot reading");
-    assert_eq!(alarms[0].payload(), Some(&b"too hot"[..]));
-    assert_eq!(alarms[0].key(), None, "without a key");
+    let alarm = app.next_record("alarms").await?;
+    assert_eq!(alarm.payload(), Some(&b"too hot"[..]));
+    assert_eq!(alarm.key(), None, "without a key");
     assert!(
-        alarms[0].headers().is_some_and(|h| h.count() == 1),
+        alarm.headers().is_some_and(|h| h.count() == 1),
         "the trace header only"
     );
+    app.stop().await?;
+    Ok(())
+}
+
+/// The values of every header named `name`, as text.
+fn header_values(message: &OwnedMessage, name: &str) -> Vec<String> {
+    message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .filter(|h| h.key == name)
+                .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The end (high watermark) of partition 0 of `topic`.
+fn end_offset(app: &TestApp, topic: &str) -> i64 {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", app.broker().bootstrap_servers())
+        .create()
+        .expect("a watermark reader");
+    reader
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks")
+        .1
+}
+
+/// What `group` has committed on partition 0 of `topic`.
+fn committed(app: &TestApp, group: &str, topic: &str) -> Option<i64> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", app.broker().bootstrap_servers())
+        .set("group.id", group)
+        .create()
+        .expect("an offset reader");
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = reader
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    match committed.elements()[0].offset() {
+        rdkafka::Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
 }
 
 /// Attempts of `book`.
@@ -203,69 +204,70 @@ async fn book(payment: &str) -> String {
 fn ping(_payload: &[u8]) {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_output_holds_the_inputs_commit_until_it_is_acknowledged() {
-    let telemetry = telemetry(Mode::OtelOnly);
-    let broker = EmbeddedBroker::mock().unwrap();
-    create(&broker, &["payments", "ledger", "pings"]).await;
-    send(&broker, TestRecord::new("payments", b"p-1").key(b"acct-1")).await;
+async fn a_refused_output_holds_the_inputs_commit_until_it_is_acknowledged() -> Result<(), Error> {
+    let app = TestApp::start_with(handlers![book, ping], |builder, broker| {
+        // Deliveries that fail fast, and the topic's metadata read again
+        // soon after the broker lets it be written.
+        builder.producer(
+            TracedProducer::from_config(
+                ClientConfig::new()
+                    .set("bootstrap.servers", broker.bootstrap_servers())
+                    .set("message.timeout.ms", "2000")
+                    .set("topic.metadata.refresh.interval.ms", "200"),
+            )
+            .unwrap(),
+        )
+    })
+    .await?;
     // The broker refuses the output topic, as it does a principal without
     // write access.
-    broker
-        .topic_error(
-            "ledger",
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-        )
-        .unwrap();
-    let producer = TracedProducer::from_config(
-        ClientConfig::new()
-            .set("bootstrap.servers", broker.bootstrap_servers())
-            .set("message.timeout.ms", "2000")
-            .set("topic.metadata.refresh.interval.ms", "200"),
-    )
-    .unwrap();
-    let (shutdown, running) =
-        start_consumer_with(&broker, handlers![book, ping], |b| b.producer(producer));
-    wait_until(WAIT, "two attempts at the payment", || {
+    app.broker().topic_error(
+        "ledger",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+    )?;
+    let payment = app.send_keyed("payments", Some(b"acct-1"), "p-1").await?;
+    app.wait_until("two attempts at the payment", || {
         BOOKED.load(Ordering::SeqCst) >= 2
     })
-    .await;
+    .await?;
     // A record of the same group, handled and committed after the payment
     // failed: commits flow, and the payment's is held.
-    send(&broker, TestRecord::new("pings", b"ping")).await;
-    wait_for_commits(WAIT, &broker, "ledger", "pings", &[1]).await;
+    let pinged = app.send("pings", "ping").await?;
+    app.outcome_of("pings", pinged).await?;
+    app.wait_until("the ping committed", || {
+        committed(&app, "ledger", "pings") == Some(1)
+    })
+    .await?;
     assert_eq!(
-        committed(&broker, "ledger", "payments", 1).await,
-        [None],
+        committed(&app, "ledger", "payments"),
+        None,
         "the payment is not committed while its output is refused"
     );
-    assert!(read_all(&broker, "ledger").await.is_empty());
 
-    broker
-        .topic_error("ledger", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
-        .unwrap();
-    wait_for_commits(WAIT, &broker, "ledger", "payments", &[1]).await;
-    let ledger = read_all(&broker, "ledger").await;
-    stop_consumer(shutdown, running).await;
-
+    app.broker()
+        .topic_error("ledger", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)?;
+    let outcome = app.outcome_of("payments", payment).await?;
+    assert!(outcome.is_handled(), "{outcome}");
+    assert!(outcome.attempts() >= 2, "{outcome}");
     assert_eq!(
-        ledger.len(),
+        outcome.error_type().as_deref(),
+        Some("publish"),
+        "{outcome}"
+    );
+    app.wait_until("the payment committed", || {
+        committed(&app, "ledger", "payments") == Some(1)
+    })
+    .await?;
+    let booked = app.next_record("ledger").await?;
+    assert_eq!(booked.payload(), Some(&b"booked p-1"[..]));
+    assert_eq!(booked.key(), Some(&b"acct-1"[..]));
+    assert_eq!(
+        outcome.outputs().len(),
         1,
         "exactly the one output: refused sends wrote nothing"
     );
-    assert_eq!(ledger[0].payload(), Some(&b"booked p-1"[..]));
-    assert_eq!(ledger[0].key(), Some(&b"acct-1"[..]));
-    let failed: Vec<_> = telemetry
-        .process_spans("payments")
-        .into_iter()
-        .filter(|s| error_type(s).is_some())
-        .collect();
-    assert!(!failed.is_empty(), "failed attempts are recorded");
-    for span in failed {
-        assert_eq!(
-            error_type(&span).map(|v| v.to_string()),
-            Some("publish".to_owned())
-        );
-    }
+    assert_eq!(end_offset(&app, "ledger"), 1, "and nothing else in the ledger");
+    app.stop().await
 }
 
 /// Returns a value JSON cannot encode (a map with non-string keys).
@@ -276,24 +278,19 @@ fn area(_shape: &[u8]) -> Json<std::collections::HashMap<(u8, u8), u8>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_output_that_cannot_be_encoded_is_dead_lettered_at_once() {
-    let telemetry = telemetry(Mode::OtelOnly);
-    let broker = EmbeddedBroker::start().unwrap();
-    create(&broker, &["shapes", "areas", "shapes.dlq"]).await;
-    send(&broker, TestRecord::new("shapes", b"square")).await;
-    let (shutdown, running) = start_consumer(&broker, handlers![area]);
-    wait_for_commits(WAIT, &broker, "shapes", "shapes", &[1]).await;
-    let copies = read_all(&broker, "shapes.dlq").await;
-    stop_consumer(shutdown, running).await;
-
-    assert_eq!(copies.len(), 1, "dead-lettered");
-    assert!(read_all(&broker, "areas").await.is_empty());
-    let attempts = telemetry.process_spans("shapes");
-    assert_eq!(attempts.len(), 1, "permanent: not retried");
+async fn an_output_that_cannot_be_encoded_is_dead_lettered_at_once() -> Result<(), Error> {
+    let app = TestApp::start(handlers![area]).await?;
+    let offset = app.send("shapes", "square").await?;
+    let outcome = app.outcome_of("shapes", offset).await?;
+    assert!(outcome.is_dead_lettered(), "{outcome}");
+    assert_eq!(outcome.attempts(), 1, "permanent: not retried");
+    assert_eq!(outcome.error_type().as_deref(), Some("publish"));
+    assert!(outcome.outputs().is_empty());
     assert_eq!(
-        error_type(&attempts[0]).map(|v| v.to_string()),
-        Some("publish".to_owned())
+        app.next_record("shapes.dlq").await?.payload(),
+        Some(&b"square"[..])
     );
+    app.stop().await
 }
 
 /// The context inside a publishing handler is the record's, as in any
@@ -305,18 +302,14 @@ async fn echo(payload: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bytes_are_published_as_they_are() {
-    telemetry(Mode::OtelOnly);
-    let broker = EmbeddedBroker::start().unwrap();
-    create(&broker, &["echo-in", "echo-out"]).await;
-    send(&broker, TestRecord::new("echo-in", &[0, 159, 146, 150])).await;
-    let (shutdown, running) = start_consumer(&broker, handlers![echo]);
-    wait_for_commits(WAIT, &broker, "echo", "echo-in", &[1]).await;
-    let out = read_all(&broker, "echo-out").await;
-    stop_consumer(shutdown, running).await;
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].payload(), Some(&[0, 159, 146, 150][..]));
-    assert_eq!(out[0].key(), None, "the input had no key");
+async fn bytes_are_published_as_they_are() -> Result<(), Error> {
+    let app = TestApp::start(handlers![echo]).await?;
+    let offset = app.send("echo-in", &[0u8, 159, 146, 150][..]).await?;
+    assert!(app.outcome_of("echo-in", offset).await?.is_handled());
+    let out = app.next_record("echo-out").await?;
+    assert_eq!(out.payload(), Some(&[0, 159, 146, 150][..]));
+    assert_eq!(out.key(), None, "the input had no key");
+    app.stop().await
 }
 
 /// First attempts at the fragile order.
@@ -340,59 +333,40 @@ async fn pack(orders: kafka_handler::Batch<'_, &str>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_publishes_each_records_outputs_in_that_records_trace() {
-    let telemetry = telemetry(Mode::OtelOnly);
-    let broker = EmbeddedBroker::start().unwrap();
-    create(&broker, &["packing", "parcels"]).await;
-    let mut origins = Vec::new();
+async fn a_batch_publishes_each_records_outputs_in_that_records_trace() -> Result<(), Error> {
+    let app = TestApp::start(handlers![pack]).await?;
+    let mut sent = Vec::new();
     for name in ["apple", "fragile", "pear"] {
-        let (origin, record) =
-            traced(TestRecord::new("packing", name.as_bytes()).key(name.as_bytes()));
-        send(&broker, record).await;
-        origins.push((name, origin));
+        sent.push((
+            name,
+            app.send_keyed("packing", Some(name.as_bytes()), name)
+                .await?,
+        ));
     }
-    let (shutdown, running) = start_consumer(&broker, handlers![pack]);
-    wait_for_commits(WAIT, &broker, "packing", "packing", &[3]).await;
-    let parcels = read_all(&broker, "parcels").await;
-    stop_consumer(shutdown, running).await;
-
-    let mut payloads: Vec<&[u8]> = parcels.iter().map(|m| m.payload().unwrap()).collect();
-    payloads.sort();
+    for (name, offset) in sent {
+        let outcome = app.outcome_of("packing", offset).await?;
+        assert!(outcome.is_handled(), "{outcome}");
+        let expected_attempts = if name == "fragile" { 2 } else { 1 };
+        assert_eq!(outcome.attempts(), expected_attempts, "{outcome}");
+        let outputs = outcome.outputs();
+        assert_eq!(
+            outputs.len(),
+            1,
+            "{name}: one parcel, the failed attempt published nothing"
+        );
+        // Its own trace: the send is a child of this record's process span.
+        app.trace_of(&outcome).assert_parent_of("send parcels");
+    }
+    let mut parcels = Vec::new();
+    for _ in 0..3 {
+        let parcel = app.next_record("parcels").await?;
+        parcels.push(String::from_utf8(parcel.payload().unwrap().to_vec()).unwrap());
+    }
+    parcels.sort();
     assert_eq!(
-        payloads,
-        [
-            &b"parcel for apple"[..],
-            b"parcel for fragile",
-            b"parcel for pear"
-        ],
-        "one parcel per order; the failed attempt published nothing"
+        parcels,
+        ["parcel for apple", "parcel for fragile", "parcel for pear"]
     );
-    assert!(
-        FRAGILE.load(Ordering::SeqCst) >= 2,
-        "the fragile order was retried"
-    );
-    let sends = telemetry.spans_named("send parcels");
-    for (name, origin) in &origins {
-        let parcel = parcels
-            .iter()
-            .find(|m| m.key() == Some(name.as_bytes()))
-            .unwrap_or_else(|| panic!("the parcel of {name}"));
-        let traceparent = &header_values(parcel, "traceparent")[0];
-        assert!(
-            traceparent.starts_with(&format!("00-{}-", origin.trace_id())),
-            "the parcel of {name} continues {name}'s own trace: {traceparent}"
-        );
-        let send_span = sends
-            .iter()
-            .find(|s| s.span_context.trace_id() == origin.trace_id())
-            .unwrap_or_else(|| panic!("a send span in {name}'s trace"));
-        let process = telemetry.process_spans("packing").into_iter().find(|s| {
-            s.span_context.span_id() == send_span.parent_span_id
-                && s.span_context.trace_id() == origin.trace_id()
-        });
-        assert!(
-            process.is_some(),
-            "the send of {name}'s parcel is a child of {name}'s process span"
-        );
-    }
+    assert_eq!(end_offset(&app, "parcels"), 3, "no other parcel");
+    app.stop().await
 }

@@ -96,14 +96,15 @@ impl std::fmt::Debug for TestApp {
 impl TestApp {
     /// Starts `handlers` on a new embedded broker.
     pub async fn start(handlers: Vec<Handler>) -> Result<Self, Error> {
-        Self::start_with(handlers, |builder| builder).await
+        Self::start_with(handlers, |builder, _| builder).await
     }
 
     /// As [`start`](Self::start), with the consumer's builder adjusted by
-    /// `configure` (`.max_in_flight(..)`, `.set(..)`).
+    /// `configure` (`.max_in_flight(..)`, `.set(..)`, or a producer of your
+    /// own for the handlers, on the broker it is given).
     pub async fn start_with(
         handlers: Vec<Handler>,
-        configure: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder,
+        configure: impl FnOnce(ConsumerBuilder, &EmbeddedBroker) -> ConsumerBuilder,
     ) -> Result<Self, Error> {
         collector();
         let broker = EmbeddedBroker::start()?;
@@ -136,7 +137,7 @@ impl TestApp {
         for (key, value) in broker.consumer_properties() {
             builder = builder.set(key, value);
         }
-        let consumer = configure(builder).build()?;
+        let consumer = configure(builder, &broker).build()?;
         let shutdown = Shutdown::new();
         let running = tokio::spawn(consumer.run(shutdown.clone()));
         Ok(Self {
@@ -260,6 +261,26 @@ impl TestApp {
             Some(Err(err)) => Err(Error::kafka(format!("reading `{topic}`"), err)),
             None => Ok(None),
         }
+    }
+
+    /// Waits until `condition` holds (polled every 10 ms), failing with
+    /// `what` after the wait.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        mut condition: impl FnMut() -> bool,
+    ) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        while !condition() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Test(format!(
+                    "timed out after {:?} waiting for {what}",
+                    self.wait
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     /// Every span of `outcome`'s trace, finished so far.
