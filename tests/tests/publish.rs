@@ -266,7 +266,11 @@ async fn a_refused_output_holds_the_inputs_commit_until_it_is_acknowledged() -> 
         1,
         "exactly the one output: refused sends wrote nothing"
     );
-    assert_eq!(end_offset(&app, "ledger"), 1, "and nothing else in the ledger");
+    assert_eq!(
+        end_offset(&app, "ledger"),
+        1,
+        "and nothing else in the ledger"
+    );
     app.stop().await
 }
 

@@ -125,3 +125,20 @@ async fn a_record_that_never_ends_fails_the_wait_with_what_was_seen() {
         .to_string();
     assert_eq!(error, "no handler of this app consumes `elsewhere`");
 }
+
+/// Two apps in one process, each with a record at the same offset of a
+/// topic of the same name: each sees its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_side_by_side_keep_their_records_apart() -> Result<(), kafka_handler::Error> {
+    let first = TestApp::start(handlers![bill]).await?;
+    let second = TestApp::start(handlers![bill]).await?;
+    let paid = first.send("orders", json!({"id": 3, "cents": 1})).await?;
+    let refused = second.send("orders", json!({"id": 4, "cents": 0})).await?;
+    assert_eq!(paid, refused, "the same offset");
+    let outcome = first.outcome_of("orders", paid).await?;
+    assert!(outcome.is_handled(), "{outcome}");
+    let outcome = second.outcome_of("orders", refused).await?;
+    assert!(outcome.is_dead_lettered(), "{outcome}");
+    first.stop().await?;
+    second.stop().await
+}

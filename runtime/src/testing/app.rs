@@ -5,15 +5,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use opentelemetry::global;
-use opentelemetry::trace::FutureExt as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{FutureExt as _, TraceId};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 use super::outcome::{RecordOutcome, Trace};
 use super::EmbeddedBroker;
@@ -65,9 +67,12 @@ const WAIT: Duration = Duration::from_secs(20);
 ///   dead-letter to or publish to, with one partition each, so that an
 ///   offset names a record;
 /// - installs, once per test process, a global tracer provider that keeps
-///   every span in memory, and kafka-handler's default propagation; each
-///   record [`send`](Self::send) sends starts a trace of its own, so tests
-///   running side by side in one process never see each other's spans;
+///   every span in memory, kafka-handler's default propagation, and (unless
+///   the test set one) a global `tracing` subscriber whose
+///   tracing-opentelemetry layer makes `tracing` spans in handlers spans of
+///   the record's trace; each record [`send`](Self::send) sends starts a
+///   trace of its own, and records are told apart by their trace, so apps
+///   running side by side in one process never see each other's records;
 /// - runs a [`Consumer`] of the handlers (retries, dead letters, outputs
 ///   and all), committing every 100 ms;
 /// - waits on conditions with a bounded timeout (20 s by default) and fails
@@ -205,8 +210,11 @@ impl TestApp {
             .map(|(_, group)| group.clone())
             .ok_or_else(|| Error::Test(format!("no handler of this app consumes `{topic}`")))?;
         let deadline = tokio::time::Instant::now() + self.wait;
+        // Other apps in this process may have a record at the same offset
+        // of a topic of the same name: this one is told apart by its trace.
+        let trace_id = self.trace_id_of(topic, offset, deadline).await?;
         loop {
-            let outcome = RecordOutcome::from_spans(&spans(), topic, &group, offset);
+            let outcome = RecordOutcome::from_spans(&spans(), topic, &group, offset, trace_id);
             if outcome.has_ended() {
                 return Ok(outcome);
             }
@@ -217,6 +225,58 @@ impl TestApp {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The trace the record at `offset` of `topic` carries (its
+    /// `traceparent`), read from this app's broker; `None` when it has no
+    /// valid one.
+    async fn trace_id_of(
+        &self,
+        topic: &str,
+        offset: i64,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<TraceId>, Error> {
+        let reading = || {
+            Error::Test(format!(
+                "reading the record at offset {offset} of `{topic}`"
+            ))
+        };
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.broker.bootstrap_servers())
+            .set("group.id", "kafka-handler-test-app-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|err| Error::kafka(format!("reading `{topic}`"), err))?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, Offset::Offset(offset))
+            .map_err(|_| reading())?;
+        reader.assign(&list).map_err(|_| reading())?;
+        loop {
+            match reader.poll(Duration::ZERO) {
+                Some(Ok(message)) => {
+                    let traceparent = message.headers().and_then(|headers| {
+                        headers
+                            .iter()
+                            .filter(|header| header.key == "traceparent")
+                            .last()
+                            .and_then(|header| header.value)
+                    });
+                    return Ok(traceparent
+                        .and_then(|value| std::str::from_utf8(value).ok())
+                        .and_then(|value| value.get(3..35))
+                        .and_then(|hex| TraceId::from_hex(hex).ok())
+                        .filter(|id| *id != TraceId::INVALID));
+                }
+                Some(Err(err)) => return Err(Error::kafka(format!("reading `{topic}`"), err)),
+                None if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::Test(format!(
+                        "no record at offset {offset} of `{topic}` within {:?}",
+                        self.wait
+                    )))
+                }
+                None => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
         }
     }
 
@@ -234,7 +294,7 @@ impl TestApp {
                     self.wait
                 )));
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -256,7 +316,9 @@ impl TestApp {
             readers.insert(topic.to_owned(), reader);
         }
         let reader = &readers[topic];
-        match reader.poll(Duration::from_millis(50)) {
+        // librdkafka fetches in its own threads: take what has arrived,
+        // without blocking the test's runtime.
+        match reader.poll(Duration::ZERO) {
             Some(Ok(message)) => Ok(Some(message.detach())),
             Some(Err(err)) => Err(Error::kafka(format!("reading `{topic}`"), err)),
             None => Ok(None),
@@ -327,9 +389,16 @@ fn collector() -> &'static Collected {
         let collected = Collected::default();
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(collected.clone())
+            .with_max_links_per_span(1024)
             .build();
-        global::set_tracer_provider(provider);
+        global::set_tracer_provider(provider.clone());
         Propagation::default().install();
+        // `tracing` spans inside handlers become spans of the record's trace
+        // too, unless the test installed a subscriber of its own.
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("kafka-handler-test-app")),
+        );
+        let _ = tracing::subscriber::set_global_default(subscriber);
         collected
     })
 }

@@ -34,11 +34,20 @@ pub struct Sent {
 impl RecordOutcome {
     /// Reads the outcome of `topic`'s record at `offset`, consumed by
     /// `group`, from `spans`.
-    pub(super) fn from_spans(spans: &[SpanData], topic: &str, group: &str, offset: i64) -> Self {
+    /// `trace_id`, when known, is the trace the record carries: spans of
+    /// other traces (another app's record at the same offset) are not its.
+    pub(super) fn from_spans(
+        spans: &[SpanData],
+        topic: &str,
+        group: &str,
+        offset: i64,
+        trace_id: Option<TraceId>,
+    ) -> Self {
         let mut attempts: Vec<SpanData> = spans
             .iter()
             .filter(|span| {
-                span.name == format!("process {topic}")
+                trace_id.is_none_or(|id| span.span_context.trace_id() == id)
+                    && span.name == format!("process {topic}")
                     && attribute(span, "messaging.destination.name").as_deref() == Some(topic)
                     && attribute(span, "messaging.consumer.group.name").as_deref() == Some(group)
                     && int_attribute(span, "messaging.kafka.offset") == Some(offset)
@@ -48,7 +57,9 @@ impl RecordOutcome {
         attempts.sort_by_key(|span| span.start_time);
         let trace_id = attempts
             .first()
-            .map_or(TraceId::INVALID, |span| span.span_context.trace_id());
+            .map(|span| span.span_context.trace_id())
+            .or(trace_id)
+            .unwrap_or(TraceId::INVALID);
         let ids: Vec<SpanId> = attempts.iter().map(|s| s.span_context.span_id()).collect();
         let mut sends: Vec<SpanData> = spans
             .iter()
