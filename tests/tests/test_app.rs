@@ -85,6 +85,22 @@ async fn outcomes_outputs_and_traces() -> Result<(), kafka_handler::Error> {
     assert!(outcome.is_dead_lettered());
     assert_eq!(outcome.error_type().as_deref(), Some("deserialization"));
 
+    // The metrics of the app's consumer.
+    let filter = [("messaging.destination.name", "orders")];
+    assert_eq!(
+        app.counter("messaging.client.consumed.messages", &filter),
+        4
+    );
+    assert_eq!(
+        app.counter("kafka_handler.retries", &filter),
+        1,
+        "order 13, once"
+    );
+    assert_eq!(
+        app.counter("kafka_handler.dead_letter.messages", &filter),
+        2
+    );
+
     // The invoices in order: the second is the flaky order's.
     let second = app.next_record("invoices").await?;
     assert_eq!(second.payload(), Some(&br#"{"order":13,"cents":99}"#[..]));
@@ -130,14 +146,25 @@ async fn a_record_that_never_ends_fails_the_wait_with_what_was_seen() {
 /// topic of the same name: each sees its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_side_by_side_keep_their_records_apart() -> Result<(), kafka_handler::Error> {
-    let first = TestApp::start(handlers![bill]).await?;
-    let second = TestApp::start(handlers![bill]).await?;
-    let paid = first.send("orders", json!({"id": 3, "cents": 1})).await?;
-    let refused = second.send("orders", json!({"id": 4, "cents": 0})).await?;
+    // Not `orders`: the other tests of this binary count its metrics.
+    let elsewhere = || -> Vec<kafka_handler::Handler> {
+        handlers![bill]
+            .into_iter()
+            .map(|h| h.with_topics(["orders-elsewhere"]))
+            .collect()
+    };
+    let first = TestApp::start(elsewhere()).await?;
+    let second = TestApp::start(elsewhere()).await?;
+    let paid = first
+        .send("orders-elsewhere", json!({"id": 3, "cents": 1}))
+        .await?;
+    let refused = second
+        .send("orders-elsewhere", json!({"id": 4, "cents": 0}))
+        .await?;
     assert_eq!(paid, refused, "the same offset");
-    let outcome = first.outcome_of("orders", paid).await?;
+    let outcome = first.outcome_of("orders-elsewhere", paid).await?;
     assert!(outcome.is_handled(), "{outcome}");
-    let outcome = second.outcome_of("orders", refused).await?;
+    let outcome = second.outcome_of("orders-elsewhere", refused).await?;
     assert!(outcome.is_dead_lettered(), "{outcome}");
     first.stop().await?;
     second.stop().await

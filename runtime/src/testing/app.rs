@@ -8,6 +8,8 @@ use opentelemetry::global;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::trace::{FutureExt as _, TraceId};
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
@@ -345,6 +347,49 @@ impl TestApp {
         Ok(())
     }
 
+    /// The value of the `u64` counter `name` (see [`crate::metrics`]:
+    /// `messaging.client.consumed.messages`, `kafka_handler.retries`,
+    /// `kafka_handler.dead_letter.messages`, ...), summed over its data
+    /// points that carry every attribute of `filter`; 0 when there are none.
+    /// Counters are the process's: filter by a topic or group of this app
+    /// when apps run side by side.
+    pub fn counter(&self, name: &str, filter: &[(&str, &str)]) -> u64 {
+        collector();
+        let Some(metrics) = METRICS.get() else {
+            return 0;
+        };
+        if let Err(err) = metrics.provider.force_flush() {
+            tracing::warn!(target: "kafka_handler", error = %err, "flushing the test metrics failed");
+        }
+        let Ok(exports) = metrics.exporter.get_finished_metrics() else {
+            return 0;
+        };
+        // Sums are cumulative: the newest export that has the counter holds
+        // its total.
+        for export in exports.iter().rev() {
+            let found = export
+                .scope_metrics()
+                .flat_map(|scope| scope.metrics())
+                .find(|metric| metric.name() == name);
+            let Some(metric) = found else { continue };
+            let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() else {
+                return 0;
+            };
+            return sum
+                .data_points()
+                .filter(|point| {
+                    filter.iter().all(|(key, value)| {
+                        point
+                            .attributes()
+                            .any(|kv| kv.key.as_str() == *key && kv.value.as_str() == *value)
+                    })
+                })
+                .map(|point| point.value())
+                .sum();
+        }
+        0
+    }
+
     /// Every span of `outcome`'s trace, finished so far.
     pub fn trace_of(&self, outcome: &RecordOutcome) -> Trace {
         Trace::new(outcome, spans())
@@ -381,11 +426,26 @@ impl SpanExporter for Collected {
     }
 }
 
-/// The process's span collector, installed (with kafka-handler's default
-/// propagation) on first use.
+/// The process's metrics, kept in memory.
+struct Metrics {
+    exporter: InMemoryMetricExporter,
+    provider: SdkMeterProvider,
+}
+
+/// The process's span collector and metrics, installed (with
+/// kafka-handler's default propagation) on first use.
 fn collector() -> &'static Collected {
     static COLLECTED: OnceLock<Collected> = OnceLock::new();
     COLLECTED.get_or_init(|| {
+        let exporter = InMemoryMetricExporter::default();
+        let meter_provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        global::set_meter_provider(meter_provider.clone());
+        let _ = METRICS.set(Metrics {
+            exporter,
+            provider: meter_provider,
+        });
         let collected = Collected::default();
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(collected.clone())
@@ -402,6 +462,8 @@ fn collector() -> &'static Collected {
         collected
     })
 }
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// A copy of every span finished so far.
 fn spans() -> Vec<SpanData> {
