@@ -57,6 +57,7 @@ mod process;
 mod producer;
 pub mod propagation;
 mod record;
+mod redact;
 mod resolve;
 mod shutdown;
 mod span;
