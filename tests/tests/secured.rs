@@ -187,6 +187,37 @@ async fn records_flow_and_traces_continue_over_tls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_trusting_another_ca_refuses_the_brokers() {
+    let cluster = SecuredCluster::tls("refuse").await;
+    let other = TestPki::generate("other");
+    let mut command = example_command(
+        "orders_consumer",
+        &["--brokers", &cluster.proxy.address(), "--only", "audit"],
+    );
+    command.args(flags(&[
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", &other.ca_file().display().to_string()),
+    ]));
+    let mut consumer = ChildProcess::spawn("orders_consumer trusting another CA", command);
+    consumer
+        .wait_for_line(
+            Stream::Stderr,
+            EXIT,
+            "librdkafka's certificate verification failure",
+            |line| line.contains("certificate verify failed"),
+        )
+        .await;
+    assert_eq!(
+        cluster.proxy.handshakes(),
+        0,
+        "no TLS session may be established\n{}",
+        cluster.dump()
+    );
+    consumer.signal(Signal::Term);
+    consumer.wait_exit(EXIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_verifies_the_brokers_certificate_against_the_ca() {
     let cluster = SecuredCluster::tls("ca").await;
     let brokers = cluster.proxy.address();
