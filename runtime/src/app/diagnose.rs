@@ -14,18 +14,18 @@ pub(crate) struct Diagnosis {
 pub(crate) fn connection_failure(reason: &str) -> Option<Diagnosis> {
     let reason = reason.to_ascii_lowercase();
     let has = |needle: &str| reason.contains(needle);
-    let diagnosis = if has("hostname mismatch") || has("ip address mismatch") {
+    let diagnosis = if has("certificate verify failed")
+        || has("error:0a000086")
+        || has("failed to verify broker certificate")
+    {
+        // OpenSSL's verdict does not say whether the chain or the host name
+        // failed: name both.
         Diagnosis {
-            cause: "the brokers' TLS certificate does not name the address the client connected to",
-            fix: "connect with a host name the certificate holds (--brokers, and the brokers' \
-                  advertised listeners), or as a last resort set \
-                  ssl.endpoint.identification.algorithm=none",
-        }
-    } else if has("certificate verify failed") || has("error:0a000086") {
-        Diagnosis {
-            cause: "the brokers' TLS certificate is not signed by a CA the client trusts",
-            fix: "set ssl.ca.location to the cluster's CA certificate (a PEM file); for a \
-                  cluster with a publicly signed certificate, install the ca-certificates package",
+            cause: "the brokers' TLS certificate could not be verified: it is not signed by a CA \
+                    the client trusts, or does not name the host connected to",
+            fix: "set ssl.ca.location to the cluster's CA certificate (a PEM file; for a \
+                  publicly signed cluster, install the ca-certificates package), and connect \
+                  with a host name the certificate holds",
         }
     } else if has("client ssl authentication might be required")
         || has("certificate required")
