@@ -10,7 +10,7 @@ pub(crate) const REDACTED: &str = "[redacted]";
 
 /// The properties librdkafka itself marks sensitive (`_RK_SENSITIVE` in
 /// `rdkafka_conf.c` of librdkafka 2.12.1), and redacts in its own dumps.
-const SENSITIVE: [&str; 14] = [
+const SENSITIVE: [&str; 13] = [
     "sasl.username",
     "sasl.password",
     "sasl.oauthbearer.config",
@@ -24,7 +24,6 @@ const SENSITIVE: [&str; 14] = [
     "ssl_key",
     "ssl.ca.pem",
     "ssl.keystore.password",
-    "ssl.keystore.location",
 ];
 
 /// Whether `key`'s value is a secret: a property librdkafka marks

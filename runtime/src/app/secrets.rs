@@ -82,13 +82,18 @@ pub(crate) fn resolve(
     Ok(resolved)
 }
 
-/// The secret-valued properties among `properties` given on the command
-/// line itself, where other users see them in `ps`.
+/// The passwords, keys and client secrets among `properties` given on the
+/// command line itself, where other users see them in `ps`. Secret-valued
+/// properties that hold a path (`ssl.key.location`: the file is the
+/// secret) or a user name are redacted in output but not worth a warning.
 pub(crate) fn on_command_line(properties: &[(String, String)]) -> Vec<&str> {
     properties
         .iter()
-        .filter(|(key, _)| redact::is_secret(key))
         .map(|(key, _)| key.as_str())
+        .filter(|key| redact::is_secret(key))
+        .filter(|key| {
+            !(key.ends_with(".location") || key.ends_with(".file") || key.ends_with(".username"))
+        })
         .collect()
 }
 
@@ -174,11 +179,17 @@ mod tests {
     }
 
     #[test]
-    fn only_secret_properties_count_as_secrets_on_the_command_line() {
+    fn only_passwords_and_keys_count_as_secrets_on_the_command_line() {
         let properties = [
             pair("security.protocol", "SASL_SSL"),
+            pair("sasl.username", "orders"),
             pair("sasl.password", "hunter2"),
+            pair("ssl.key.location", "/etc/kafka/client.key"),
+            pair("ssl.key.pem", "-----BEGIN PRIVATE KEY-----"),
         ];
-        assert_eq!(on_command_line(&properties), ["sasl.password"]);
+        assert_eq!(
+            on_command_line(&properties),
+            ["sasl.password", "ssl.key.pem"]
+        );
     }
 }
