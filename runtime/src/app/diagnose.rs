@@ -38,6 +38,10 @@ pub(crate) fn connection_failure(reason: &str) -> Option<Diagnosis> {
                   encrypted)",
         }
     } else if has("connecting to a plaintext broker listener")
+        // A TLS listener answers a bad handshake with an alert; closing the
+        // connection in the middle of it is what a plaintext one does (the
+        // hint above comes only when librdkafka's TLS layer saw it first).
+        || (has("disconnected") && has("in state ssl_handshake"))
         || has("wrong version number")
         || has("packet length too long")
         || has("record layer failure")
@@ -109,6 +113,11 @@ mod tests {
             (
                 "ssl://127.0.0.1:9092/bootstrap: SSL handshake failed: Disconnected: connecting \
                  to a PLAINTEXT broker listener? (after 0ms in state SSL_HANDSHAKE)",
+                "security.protocol=PLAINTEXT",
+            ),
+            (
+                "0/1 brokers are down (ssl://127.0.0.1:9092/bootstrap: Disconnected: connection \
+                 reset by peer (after 0ms in state SSL_HANDSHAKE))",
                 "security.protocol=PLAINTEXT",
             ),
             (
