@@ -27,7 +27,7 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-use crate::sasl::PlainCredentials;
+use crate::sasl::SaslUser;
 
 /// A certificate authority, a server certificate it signed for
 /// `127.0.0.1` and `localhost`, and a client certificate it signed, as PEM
@@ -178,14 +178,14 @@ impl TlsProxy {
         Self::with_config(upstream, pki.server_config(true), None)
     }
 
-    /// TLS, then SASL/PLAIN: the proxy answers the client's SaslHandshake
-    /// and SaslAuthenticate requests itself (the mock cluster has no SASL)
-    /// and accepts only `credentials`; everything else goes to the broker.
-    pub fn start_sasl_plain(upstream: &str, pki: &TestPki, credentials: PlainCredentials) -> Self {
-        Self::with_config(upstream, pki.server_config(false), Some(credentials))
+    /// TLS, then SASL: the proxy answers the client's SaslHandshake and
+    /// SaslAuthenticate requests itself (the mock cluster has no SASL) and
+    /// accepts only `user`; everything else goes to the broker.
+    pub fn start_sasl(upstream: &str, pki: &TestPki, user: SaslUser) -> Self {
+        Self::with_config(upstream, pki.server_config(false), Some(user))
     }
 
-    fn with_config(upstream: &str, config: ServerConfig, sasl: Option<PlainCredentials>) -> Self {
+    fn with_config(upstream: &str, config: ServerConfig, sasl: Option<SaslUser>) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -220,8 +220,8 @@ impl TlsProxy {
                     let Ok(mut broker) = TcpStream::connect(&upstream).await else {
                         return;
                     };
-                    if let Some(credentials) = sasl {
-                        match crate::sasl::authenticate(&mut tls, &mut broker, &credentials).await {
+                    if let Some(user) = sasl {
+                        match crate::sasl::authenticate(&mut tls, &mut broker, &user).await {
                             Ok(true) => {
                                 seen.authenticated.fetch_add(1, Ordering::SeqCst);
                             }
@@ -259,7 +259,7 @@ impl TlsProxy {
         self.seen.failed.lock().unwrap().clone()
     }
 
-    /// Connections that passed SASL/PLAIN.
+    /// Connections that passed SASL.
     pub fn authenticated(&self) -> usize {
         self.seen.authenticated.load(Ordering::SeqCst)
     }

@@ -25,7 +25,7 @@ use kafka_handler::testing::EmbeddedBroker;
 use kafka_handler::{Consumer, Handler, Record};
 use kafka_handler_tests::kafka::{producer_with, send_order, TraceParent, FAST_GROUP_FLAGS};
 use kafka_handler_tests::process::Stream;
-use kafka_handler_tests::sasl::PlainCredentials;
+use kafka_handler_tests::sasl::{Mechanism, SaslUser};
 use kafka_handler_tests::tls::{TestPki, TlsProxy};
 use kafka_handler_tests::{example_command, wait_until, ChildProcess, OtlpReceiver, Signal};
 
@@ -320,12 +320,13 @@ async fn mutual_tls_needs_the_client_certificate() {
     .await;
 }
 
-async fn sasl_cluster(name: &str) -> SecuredCluster {
+async fn sasl_cluster(name: &str, mechanism: Mechanism) -> SecuredCluster {
     SecuredCluster::start(name, |upstream, pki| {
-        TlsProxy::start_sasl_plain(
+        TlsProxy::start_sasl(
             upstream,
             pki,
-            PlainCredentials {
+            SaslUser {
+                mechanism,
                 username: "orders".into(),
                 password: PASSWORD.into(),
             },
@@ -334,12 +335,13 @@ async fn sasl_cluster(name: &str) -> SecuredCluster {
     .await
 }
 
-/// `--set` flags for SASL_SSL with PLAIN as user `orders`, no password.
-fn sasl_flags(cluster: &SecuredCluster) -> Vec<String> {
+/// `--set` flags for SASL_SSL with `mechanism` as user `orders`, no
+/// password.
+fn sasl_flags(cluster: &SecuredCluster, mechanism: Mechanism) -> Vec<String> {
     let mut args = cluster.tls_flags();
     args.extend(flags(&[
         ("security.protocol", "SASL_SSL"),
-        ("sasl.mechanisms", "PLAIN"),
+        ("sasl.mechanisms", mechanism.name()),
         ("sasl.username", "orders"),
     ]));
     args
@@ -356,14 +358,14 @@ fn assert_never_printed(child: &ChildProcess, secret: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_passwords_come_from_files_or_variables_and_are_never_printed() {
-    let cluster = sasl_cluster("sasl").await;
+    let cluster = sasl_cluster("sasl", Mechanism::Plain).await;
     let brokers = cluster.proxy.address();
     let password_file = cluster.pki.dir().join("kafka-password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
 
     // From a file, with a trailing line break: passes, and `--check` shows
     // the properties with the password redacted.
-    let mut command = check(&brokers, &sasl_flags(&cluster));
+    let mut command = check(&brokers, &sasl_flags(&cluster, Mechanism::Plain));
     command.args([
         "--set-file",
         &format!("sasl.password={}", password_file.display()),
@@ -387,7 +389,7 @@ async fn sasl_passwords_come_from_files_or_variables_and_are_never_printed() {
     // A wrong password from a variable: one line naming the cause and the
     // fix, without the password.
     let wrong = "wrong-0d1e2f-never-printed";
-    let mut command = check(&brokers, &sasl_flags(&cluster));
+    let mut command = check(&brokers, &sasl_flags(&cluster, Mechanism::Plain));
     command
         .args(["--set-env", "sasl.password=KAFKA_PASSWORD"])
         .env("KAFKA_PASSWORD", wrong);
@@ -410,7 +412,7 @@ async fn sasl_passwords_come_from_files_or_variables_and_are_never_printed() {
     );
     command
         .args(FAST_GROUP_FLAGS)
-        .args(sasl_flags(&cluster))
+        .args(sasl_flags(&cluster, Mechanism::Plain))
         .args(["--set", "debug=security,broker,conf"])
         .env("KAFKA_SET_ENV", "sasl.password=KAFKA_PASSWORD")
         .env("KAFKA_PASSWORD", PASSWORD)
@@ -461,15 +463,63 @@ async fn sasl_passwords_come_from_files_or_variables_and_are_never_printed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_authenticates_with_the_right_password_only() {
+    for mechanism in [Mechanism::ScramSha256, Mechanism::ScramSha512] {
+        let cluster = sasl_cluster("scram", mechanism).await;
+        let brokers = cluster.proxy.address();
+        let scram = |password: &str| {
+            let mut command = check(&brokers, &sasl_flags(&cluster, mechanism));
+            command
+                .args(["--set-env", "sasl.password=KAFKA_PASSWORD"])
+                .env("KAFKA_PASSWORD", password);
+            command
+        };
+        expect_check(
+            mechanism.name(),
+            scram(PASSWORD),
+            0,
+            &[],
+            "SCRAM with the right password passes",
+        )
+        .await;
+        assert!(cluster.proxy.authenticated() >= 1, "{}", cluster.dump());
+        let child = expect_check(
+            mechanism.name(),
+            scram("wrong-5e6f-never-printed"),
+            1,
+            &["refused the credentials", "sasl.password"],
+            "SCRAM with a wrong password fails",
+        )
+        .await;
+        assert_never_printed(&child, "wrong-5e6f-never-printed");
+
+        // A mechanism the cluster does not offer.
+        let mut other = sasl_flags(&cluster, mechanism);
+        other.extend(flags(&[("sasl.mechanisms", "PLAIN")]));
+        other.extend(["--set-env".into(), "sasl.password=KAFKA_PASSWORD".into()]);
+        let mut command = check(&brokers, &other);
+        command.env("KAFKA_PASSWORD", PASSWORD);
+        expect_check(
+            "PLAIN where only SCRAM is offered",
+            command,
+            1,
+            &["do not offer the SASL mechanism", "sasl.mechanisms"],
+            "an unoffered mechanism fails",
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_on_the_command_line_is_warned_about_without_its_value() {
-    let cluster = sasl_cluster("argv").await;
+    let cluster = sasl_cluster("argv", Mechanism::Plain).await;
     let mut command = example_command(
         "orders_consumer",
         &["--brokers", &cluster.proxy.address(), "--only", "audit"],
     );
     command
         .args(FAST_GROUP_FLAGS)
-        .args(sasl_flags(&cluster))
+        .args(sasl_flags(&cluster, Mechanism::Plain))
         .args(["--set", &format!("sasl.password={PASSWORD}")]);
     let mut consumer = ChildProcess::spawn("orders_consumer, password in argv", command);
     consumer
