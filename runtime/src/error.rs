@@ -39,10 +39,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// The client's error `source` while doing `context`; a rejected
+    /// secret property's value is redacted.
     pub(crate) fn kafka(context: impl Into<String>, source: KafkaError) -> Self {
         Error::Kafka {
             context: context.into(),
-            source,
+            source: crate::redact::error(source),
         }
     }
 }

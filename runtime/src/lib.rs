@@ -58,6 +58,7 @@ mod producer;
 pub mod propagation;
 mod publish;
 mod record;
+mod redact;
 mod resolve;
 mod shutdown;
 mod span;

@@ -9,6 +9,8 @@
 //!   example) as a child.
 //! - [`kafka`]: producing traced records and reading committed offsets.
 //! - [`http`]: a tiny HTTP/1.1 GET for health and metrics endpoints.
+//! - [`tls`]: a certificate authority per test and a TLS terminator in front
+//!   of the mock cluster; [`sasl`]: SASL/PLAIN in that terminator.
 //!
 //! Every wait is bounded and fails with a message that says what it waited
 //! for, with whatever diagnostics the caller passes (typically a child's
@@ -21,11 +23,13 @@ pub mod http;
 pub mod kafka;
 pub mod otlp;
 pub mod process;
+pub mod sasl;
+pub mod tls;
 
 use std::time::Duration;
 
 pub use otlp::{AttributeValue, OtlpReceiver, ReceivedSpan};
-pub use process::{example_binary, ChildProcess, DevBroker, Signal};
+pub use process::{example_binary, example_command, ChildProcess, DevBroker, Signal};
 
 /// Polls `poll` every 20 ms until it returns `Some`, and returns that value.
 /// Panics after `limit` with `what` and the text `diagnostics` returns then

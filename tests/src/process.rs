@@ -36,6 +36,25 @@ pub fn example_binary(name: &str) -> PathBuf {
     path
 }
 
+/// The built example `name` with `args`, in an environment without the
+/// caller's Kafka and OpenTelemetry settings (`KAFKA_*`, `OTEL_*`,
+/// `RUST_LOG`), exporting nothing unless the test says so.
+pub fn example_command(name: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(example_binary(name));
+    for (variable, _) in std::env::vars_os() {
+        let variable = variable.to_string_lossy();
+        if variable.starts_with("KAFKA_") || variable.starts_with("OTEL_") || variable == "RUST_LOG"
+        {
+            command.env_remove(&*variable);
+        }
+    }
+    command
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .args(args);
+    command
+}
+
 /// Which output stream a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {

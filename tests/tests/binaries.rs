@@ -19,8 +19,8 @@ use kafka_handler_tests::kafka::{
 };
 use kafka_handler_tests::process::Stream;
 use kafka_handler_tests::{
-    closed_port, example_binary, http, wait_for, wait_until, ChildProcess, DevBroker, OtlpReceiver,
-    ReceivedSpan, Signal,
+    closed_port, example_command, http, wait_for, wait_until, ChildProcess, DevBroker,
+    OtlpReceiver, ReceivedSpan, Signal,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{ClientConfig, Message as _};
@@ -35,18 +35,7 @@ const HANDLERS: [&str; 5] = ["bill", "audit", "pack", "review", "mail"];
 /// `orders_consumer` with `args`, in an environment without the caller's
 /// Kafka and OpenTelemetry settings, exporting nothing unless a test says so.
 fn orders_consumer(args: &[&str]) -> Command {
-    let mut command = Command::new(example_binary("orders_consumer"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("KAFKA_") || name.starts_with("OTEL_") || name == "RUST_LOG" {
-            command.env_remove(&*name);
-        }
-    }
-    command
-        .env("OTEL_TRACES_EXPORTER", "none")
-        .env("OTEL_METRICS_EXPORTER", "none")
-        .args(args);
-    command
+    example_command("orders_consumer", args)
 }
 
 /// `orders_consumer` against `broker` with fast group joins, exporting

@@ -14,6 +14,8 @@ use rdkafka::ClientConfig;
 
 use crate::Handler;
 
+use super::diagnose::{self, Diagnosis};
+
 /// How long the brokers get to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -33,11 +35,15 @@ pub(crate) fn run(brokers: &str, properties: &[(String, String)], handlers: &[Ha
     for (key, value) in properties {
         config.set(key, value);
     }
+    // librdkafka logs some connection failures (a disconnect while
+    // negotiating) at INFO, without an error event: `Errors::log` reads them.
+    config.set_log_level(RDKafkaLogLevel::Info);
     let consumer: BaseConsumer<Errors> = match config.create_with_context(Errors::default()) {
         Ok(consumer) => consumer,
         Err(err) => {
             report.problems.push(format!(
-                "cannot create a Kafka client: {err} (check --set / KAFKA_SET)"
+                "cannot create a Kafka client: {} (check --set / KAFKA_SET)",
+                crate::redact::error(err)
             ));
             return report;
         }
@@ -45,11 +51,16 @@ pub(crate) fn run(brokers: &str, properties: &[(String, String)], handlers: &[Ha
     let metadata = match connect(&consumer) {
         Ok(metadata) => metadata,
         Err(problem) => {
-            report.problems.push(format!(
-                "cannot reach the brokers at {brokers}: {problem}. Check --brokers \
-                 (KAFKA_BROKERS), that the cluster is up, and its security settings (--set \
-                 security.protocol=.., sasl.*, ssl.*)"
-            ));
+            report.problems.push(match diagnose::connection_failure(&problem) {
+                Some(Diagnosis { cause, fix }) => {
+                    format!("cannot connect to the brokers at {brokers}: {cause} ({problem}): {fix}")
+                }
+                None => format!(
+                    "cannot reach the brokers at {brokers}: {problem}. Check --brokers \
+                     (KAFKA_BROKERS), that the cluster is up, and its security settings (--set \
+                     security.protocol=.., sasl.*, ssl.*)"
+                ),
+            });
             return report;
         }
     };
@@ -123,8 +134,14 @@ fn topic_problem(topic: &str, uses: &str, code: RDKafkaErrorCode) -> String {
 fn connect(consumer: &BaseConsumer<Errors>) -> Result<Metadata, String> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
-        // Serves the error callback: "all brokers down" arrives as an event.
-        let _ = consumer.poll(Duration::ZERO);
+        // Serves the error callback: "all brokers down" arrives as an event,
+        // after the connection errors that explain it. One poll serves one
+        // event; drain what is queued (bounded: events keep coming).
+        for _ in 0..64 {
+            if consumer.poll(Duration::ZERO).is_none() {
+                break;
+            }
+        }
         match consumer.fetch_metadata(None, Duration::from_millis(500)) {
             Ok(metadata) => return Ok(metadata),
             Err(err) => {
@@ -159,9 +176,28 @@ impl Errors {
 }
 
 impl ClientContext for Errors {
-    fn log(&self, _level: RDKafkaLogLevel, _facility: &str, _message: &str) {
-        // The errors below say what matters; `--check` prints a report,
-        // not librdkafka's connection log.
+    fn log(&self, _level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // `--check` prints a report, not librdkafka's connection log. But a
+        // client without a group gets some connection failures (a TLS
+        // handshake with a plaintext listener) only as `FAIL` log lines,
+        // never as error events: keep them, and stop at one whose cause is
+        // in the configuration, which retrying does not change.
+        if facility != "FAIL" {
+            return;
+        }
+        // Without librdkafka's "[thrd:..]: " prefix.
+        let message = match message.split_once("]: ") {
+            Some((thread, rest)) if thread.starts_with("[thrd:") => rest,
+            _ => message,
+        };
+        if diagnose::connection_failure(message).is_some() {
+            if let Ok(mut fatal) = self.fatal.lock() {
+                fatal.get_or_insert_with(|| message.to_owned());
+            }
+        }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(message.to_owned());
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

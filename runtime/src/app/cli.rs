@@ -4,9 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::HandlerOptions;
+
+use super::secrets::Source;
 
 /// The `OTEL_*` variables, printed after the flags in `--help`.
 const OTEL_HELP: &str = "\
@@ -39,6 +42,11 @@ pub(crate) struct Cli {
     pub(crate) brokers: Option<String>,
     pub(crate) group: Option<String>,
     pub(crate) properties: Vec<(String, String)>,
+    /// `--set-file` and `--set-env`: properties whose values are read at
+    /// startup.
+    pub(crate) property_sources: Vec<(String, Source)>,
+    /// Whether `--set` came from the command line (rather than `KAFKA_SET`).
+    pub(crate) set_on_command_line: bool,
     pub(crate) only: Vec<String>,
     pub(crate) list: bool,
     pub(crate) check: bool,
@@ -88,6 +96,32 @@ pub(crate) fn command(name: &str, version: &'static str, about: &'static str) ->
                 .help(
                     "Any librdkafka consumer property, repeatable (in KAFKA_SET, \
                      separate them with ';')",
+                ),
+        )
+        .arg(
+            Arg::new("set-file")
+                .long("set-file")
+                .env("KAFKA_SET_FILE")
+                .value_name("KEY=PATH")
+                .action(ArgAction::Append)
+                .value_delimiter(';')
+                .value_parser(parse_property)
+                .help(
+                    "A librdkafka property read from a file, without its trailing line break, \
+                     for secrets: --set-file sasl.password=/run/secrets/kafka-password",
+                ),
+        )
+        .arg(
+            Arg::new("set-env")
+                .long("set-env")
+                .env("KAFKA_SET_ENV")
+                .value_name("KEY=VARIABLE")
+                .action(ArgAction::Append)
+                .value_delimiter(';')
+                .value_parser(parse_property)
+                .help(
+                    "A librdkafka property read from an environment variable, for secrets: \
+                     --set-env sasl.password=KAFKA_PASSWORD",
                 ),
         )
         .arg(
@@ -180,13 +214,24 @@ impl Cli {
     /// Reads the parsed matches.
     pub(crate) fn from_matches(matches: &ArgMatches) -> Self {
         let string = |id: &str| matches.get_one::<String>(id).cloned();
+        let pairs = |id: &str| {
+            matches
+                .get_many::<(String, String)>(id)
+                .map(|values| values.cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let files = pairs("set-file")
+            .into_iter()
+            .map(|(key, path)| (key, Source::File(path.into())));
+        let variables = pairs("set-env")
+            .into_iter()
+            .map(|(key, variable)| (key, Source::Env(variable)));
         Self {
             brokers: string("brokers").filter(|b| !b.is_empty()),
             group: string("group").filter(|g| !g.is_empty()),
-            properties: matches
-                .get_many::<(String, String)>("set")
-                .map(|values| values.cloned().collect())
-                .unwrap_or_default(),
+            properties: pairs("set"),
+            property_sources: files.chain(variables).collect(),
+            set_on_command_line: matches.value_source("set") == Some(ValueSource::CommandLine),
             only: matches
                 .get_many::<String>("only")
                 .map(|values| values.filter(|v| !v.is_empty()).cloned().collect())
@@ -306,6 +351,8 @@ mod tests {
             cli.properties,
             [("a".into(), "1".into()), ("b.c".into(), "x=y".into())]
         );
+        assert!(cli.set_on_command_line);
+        assert!(cli.property_sources.is_empty());
         assert_eq!(cli.only, ["bill", "audit", "pack"]);
         assert_eq!(cli.shutdown_timeout, Duration::from_millis(500));
         assert_eq!(cli.commit_interval, Duration::from_secs(5));
@@ -354,6 +401,31 @@ mod tests {
     }
 
     #[test]
+    fn set_file_and_set_env_name_their_sources() {
+        let cli = parse(&[
+            "--set-file",
+            "sasl.password=/run/secrets/kafka",
+            "--set-env",
+            "ssl.key.password=KEY_PASSWORD",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.property_sources,
+            [
+                (
+                    "sasl.password".to_owned(),
+                    Source::File("/run/secrets/kafka".into())
+                ),
+                (
+                    "ssl.key.password".to_owned(),
+                    Source::Env("KEY_PASSWORD".into())
+                ),
+            ]
+        );
+        assert!(!cli.set_on_command_line);
+    }
+
+    #[test]
     fn list_and_check_exclude_each_other() {
         assert!(parse(&["--list", "--check"]).is_err());
     }
@@ -383,6 +455,10 @@ mod tests {
             "KAFKA_GROUP",
             "--set",
             "KAFKA_SET",
+            "--set-file",
+            "KAFKA_SET_FILE",
+            "--set-env",
+            "KAFKA_SET_ENV",
             "--only",
             "KAFKA_HANDLER_ONLY",
             "--list",

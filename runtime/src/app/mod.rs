@@ -22,10 +22,12 @@
 
 mod check;
 mod cli;
+mod diagnose;
 mod http;
 mod list;
 mod logs;
 mod prometheus;
+mod secrets;
 mod signals;
 mod telemetry;
 
@@ -37,6 +39,7 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 
 use crate::error::Error;
+use crate::redact;
 use crate::{Consumer, Handler, Shutdown};
 
 use cli::Cli;
@@ -133,7 +136,7 @@ pub fn run(handlers: Vec<Handler>, about: About) -> ExitCode {
     }
 }
 
-fn run_cli(cli: Cli, handlers: Vec<Handler>) -> Result<(), Exit> {
+fn run_cli(mut cli: Cli, handlers: Vec<Handler>) -> Result<(), Exit> {
     let handlers = select(handlers, &cli.only)?;
     if cli.list {
         print!(
@@ -142,6 +145,18 @@ fn run_cli(cli: Cli, handlers: Vec<Handler>) -> Result<(), Exit> {
         );
         return Ok(());
     }
+    let secrets_on_command_line: Vec<String> = if cli.set_on_command_line {
+        secrets::on_command_line(&cli.properties)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    cli.properties = secrets::resolve(&cli.properties, &cli.property_sources, |name| {
+        std::env::var_os(name)
+    })
+    .map_err(Exit::Config)?;
     let brokers = cli.brokers.clone().ok_or_else(|| {
         Exit::Config("no brokers: pass --brokers HOST:PORT or set KAFKA_BROKERS".into())
     })?;
@@ -169,6 +184,19 @@ fn run_cli(cli: Cli, handlers: Vec<Handler>) -> Result<(), Exit> {
         })
         .map_err(Exit::Config)?
     };
+    for key in &secrets_on_command_line {
+        tracing::warn!(
+            target: "kafka_handler",
+            "{key} is on the command line, where `ps` shows it to every user of the machine: \
+             pass it with --set-file {key}=PATH or --set-env {key}=VARIABLE instead"
+        );
+    }
+    tracing::info!(
+        target: "kafka_handler",
+        brokers = %brokers,
+        properties = %redact::Properties(&cli.properties),
+        "connecting"
+    );
     // After telemetry: each handler binds the tracer provider installed now.
     // `Telemetry::shutdown` flushes it, within the export timeout.
     let consumer = build(&cli, &brokers, handlers)?;
@@ -310,7 +338,9 @@ fn config_error(error: Error) -> Exit {
             ..
         } => Exit::Config(format!(
             "librdkafka rejects `{key}={value}`: {description}. Check --set / KAFKA_SET \
-             against librdkafka's CONFIGURATION.md"
+             against librdkafka's CONFIGURATION.md",
+            // Redacted already, when the builder made the error.
+            value = redact::value(&key, &value),
         )),
         Error::Kafka { .. } => Exit::Config(format!("{error} (check --set / KAFKA_SET)")),
         other => Exit::Config(other.to_string()),
@@ -321,6 +351,13 @@ fn check(brokers: &str, cli: &Cli, handlers: &[Handler]) -> Result<(), Exit> {
     let report = check::run(brokers, &cli.properties, handlers);
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "configuration: ok ({} handlers)", handlers.len());
+    if !cli.properties.is_empty() {
+        let _ = writeln!(
+            stdout,
+            "properties: {}",
+            redact::Properties(&cli.properties)
+        );
+    }
     for line in &report.lines {
         let _ = writeln!(stdout, "{line}");
     }
@@ -329,10 +366,11 @@ fn check(brokers: &str, cli: &Cli, handlers: &[Handler]) -> Result<(), Exit> {
         let _ = writeln!(stdout, "check passed");
         return Ok(());
     }
-    Err(Exit::Failed(format!(
-        "check failed:\n  {}",
-        report.problems.join("\n  ")
-    )))
+    // One problem, one line: what is wrong and how to fix it.
+    Err(Exit::Failed(match report.problems.as_slice() {
+        [problem] => format!("check failed: {problem}"),
+        problems => format!("check failed:\n  {}", problems.join("\n  ")),
+    }))
 }
 
 /// The binary's file name, for `--help` and the default service name.

@@ -37,6 +37,7 @@ use crate::error::Error;
 use crate::handler::Handler;
 use crate::health::Health;
 use crate::producer::TracedProducer;
+use crate::redact;
 use crate::shutdown::Shutdown;
 
 use group::{Group, GroupHandlers};
@@ -46,7 +47,6 @@ use group::{Group, GroupHandlers};
 pub const BROKERS_ENV: &str = "KAFKA_BROKERS";
 
 /// Builds a [`Consumer`].
-#[derive(Debug)]
 #[must_use]
 pub struct ConsumerBuilder {
     handlers: Vec<Handler>,
@@ -59,6 +59,28 @@ pub struct ConsumerBuilder {
     max_in_flight: Option<usize>,
     tracer_provider: Option<SdkTracerProvider>,
     producer: Option<TracedProducer>,
+}
+
+/// Secret-valued properties (`sasl.password`, `ssl.key.password`, ...)
+/// are redacted.
+impl std::fmt::Debug for ConsumerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerBuilder")
+            .field("handlers", &self.handlers)
+            .field("brokers", &self.brokers)
+            .field("group", &self.group)
+            .field("properties", &redact::Properties(&self.properties))
+            .field(
+                "dead_letter_properties",
+                &redact::Properties(&self.dead_letter_properties),
+            )
+            .field("commit_interval", &self.commit_interval)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("tracer_provider", &self.tracer_provider)
+            .field("producer", &self.producer)
+            .finish()
+    }
 }
 
 impl Default for ConsumerBuilder {

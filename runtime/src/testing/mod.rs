@@ -121,6 +121,17 @@ impl EmbeddedBroker {
         with_mock(self.producer.client(), |mock| mock.broker_up(id))
     }
 
+    /// Makes mock broker `id` (1-based) advertise `host:port` in metadata
+    /// instead of its own listener, so that clients, once bootstrapped,
+    /// connect there: to a TLS terminator in front of it, for example, which
+    /// the mock cluster (plaintext only) lacks. The bootstrap address and
+    /// the listener stay. This broker's own [`send`](Self::send) follows the
+    /// new address too, in plaintext: produce through the terminator
+    /// instead. Only for the mock cluster.
+    pub fn advertise_broker(&self, id: i32, host: &str, port: u16) -> Result<(), Error> {
+        advertise_broker(self.producer.client(), id, host, port)
+    }
+
     /// Sets the group timing the mock cluster imposes on groups of the
     /// KIP-848 protocol (`group.protocol=consumer`), which the broker owns:
     /// `group.consumer.session.timeout.ms` (30 s on the mock: a member that
@@ -408,6 +419,40 @@ fn set_consumer_group_timing<C: ClientContext>(
         rdkafka::bindings::rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(
             mock,
             heartbeat_interval_ms,
+        );
+    }
+    Ok(())
+}
+
+/// Sets the address mock broker `id` advertises. rdkafka has no safe
+/// wrapper for it, so this calls librdkafka directly.
+#[allow(unsafe_code)]
+fn advertise_broker<C: ClientContext>(
+    client: &Client<C>,
+    id: i32,
+    host: &str,
+    port: u16,
+) -> Result<(), Error> {
+    let host = std::ffi::CString::new(host)
+        .map_err(|_| Error::Config(format!("{host:?} has a NUL byte")))?;
+    // SAFETY: `client` is a live librdkafka handle for the whole call.
+    // `rd_kafka_handle_mock_cluster` returns the mock cluster it owns (or
+    // null, checked), which stays alive as long as the handle does. The
+    // setter copies `host` (a NUL-terminated string that outlives the call)
+    // into the broker's fields under the cluster's lock, and ignores an
+    // unknown id.
+    unsafe {
+        let mock = rdkafka::bindings::rd_kafka_handle_mock_cluster(client.native_ptr());
+        if mock.is_null() {
+            return Err(Error::Config(
+                "advertising another address needs the mock cluster, not KAFKA_BROKERS".into(),
+            ));
+        }
+        rdkafka::bindings::rd_kafka_mock_broker_set_host_port(
+            mock,
+            id,
+            host.as_ptr(),
+            i32::from(port),
         );
     }
     Ok(())
