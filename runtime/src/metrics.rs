@@ -76,8 +76,13 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
+    /// The instruments of the global meter provider.
     pub(crate) fn new() -> Self {
-        let meter = meter();
+        Self::with_meter(&meter())
+    }
+
+    /// The instruments of `meter`.
+    pub(crate) fn with_meter(meter: &Meter) -> Self {
         Self {
             process_duration: meter
                 .f64_histogram(PROCESS_DURATION)
@@ -90,7 +95,7 @@ impl Metrics {
                 .with_unit("{message}")
                 .with_description("Records delivered to the handlers")
                 .build(),
-            sent: sent_counter(&meter),
+            sent: sent_counter(meter),
             dead_lettered: meter
                 .u64_counter(DEAD_LETTERED)
                 .with_unit("{message}")

@@ -1,4 +1,5 @@
-//! The HTTP endpoints: `--health-addr` and `--metrics-addr`.
+//! The HTTP endpoints (`--health-addr`, `--metrics-addr`) and the metrics
+//! on stdout (`OTEL_METRICS_EXPORTER=console`).
 
 use super::*;
 
@@ -84,13 +85,18 @@ async fn health_and_metrics_endpoints() {
     }
     const CONSUMED: &str = "messaging_client_consumed_messages_total";
     const PROCESSED: &str = "messaging_process_duration_seconds_count";
+    const LAG: &str = "kafka_handler_consumer_lag";
+    const HELD: &str = "kafka_handler_consumer_held";
     let text = wait_for(
         START,
-        "/metrics to count 20 consumed messages and 20 process durations",
+        "/metrics to count 20 consumed messages and 20 process durations, with lag and held",
         || {
             let response = http::get(&metrics, "/metrics").ok()?;
             let consumed = sample_sum(&response.body, CONSUMED)?;
             let processed = sample_sum(&response.body, PROCESSED)?;
+            // The lag comes with librdkafka's statistics, every 5 s.
+            sample_sum(&response.body, LAG)?;
+            sample_sum(&response.body, HELD)?;
             (consumed >= 20.0 && processed >= 20.0).then_some(response)
         },
         || {
@@ -126,6 +132,23 @@ async fn health_and_metrics_endpoints() {
         "{}",
         text.body
     );
+    // The names and types users scrape, and no label beyond the
+    // attributes (no `otel_scope_*` on every series).
+    for (family, kind) in [
+        ("target_info", "gauge"),
+        (CONSUMED, "counter"),
+        ("messaging_process_duration_seconds", "histogram"),
+        (LAG, "gauge"),
+        (HELD, "gauge"),
+    ] {
+        let declared = format!("# TYPE {family} {kind}");
+        assert!(
+            text.body.lines().any(|line| line == declared),
+            "no `{declared}`:\n{}",
+            text.body
+        );
+    }
+    assert!(!text.body.contains("otel_scope_"), "{}", text.body);
 
     for (addr, path) in [
         (&health, "/nosuch"),
@@ -156,4 +179,55 @@ async fn health_and_metrics_endpoints() {
     assert_eq!(delete.header("allow"), None, "{delete:?}");
 
     consumer.stop(Signal::Term, EXIT).await;
+}
+
+/// `OTEL_METRICS_EXPORTER=console` prints the text `/metrics` would serve.
+/// With an interval longer than the test, the one print is the last export
+/// at shutdown, which still sees every record handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_metrics_print_the_prometheus_text_a_last_time_at_shutdown() {
+    let broker = DevBroker::start(&["orders"], 4).await;
+    let partitions = broker.partitions();
+    let mut command = orders_consumer(&["--brokers", broker.brokers()]);
+    command
+        .env("OTEL_METRICS_EXPORTER", "console")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "3600000")
+        .args(FAST_GROUP_FLAGS)
+        .args(["--only", "audit", "--commit-interval", "100ms"]);
+    let mut consumer = ChildProcess::spawn("orders_consumer", command);
+    let producer = kafka::producer(broker.brokers());
+    for id in 1..=5 {
+        send_order(&producer, "orders", id, 100, None).await;
+    }
+    wait_for(
+        START,
+        "group audit to commit the 5 orders",
+        || {
+            let offsets =
+                committed_offsets(broker.brokers(), "audit", "orders", partitions).ok()?;
+            (offsets.into_iter().flatten().sum::<i64>() == 5).then_some(())
+        },
+        || consumer.dump(),
+    )
+    .await;
+    consumer.stop(Signal::Term, EXIT).await;
+
+    let stdout = consumer.stdout();
+    let prints = stdout
+        .lines()
+        .filter(|line| line.starts_with("# metrics at "))
+        .count();
+    assert_eq!(prints, 1, "one print, at shutdown:\n{}", consumer.dump());
+    assert_eq!(
+        sample_sum(&stdout, "messaging_client_consumed_messages_total"),
+        Some(5.0),
+        "{}",
+        consumer.dump()
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line == "# TYPE target_info gauge"),
+        "{stdout}"
+    );
 }
