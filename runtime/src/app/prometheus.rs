@@ -10,6 +10,7 @@
 //! `otel_scope_name`/`otel_scope_version` labels to every series, which
 //! `/metrics` never had, so every series users scrape would change identity.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -26,7 +27,19 @@ use prometheus::{Registry, TextEncoder};
 #[derive(Clone, Debug)]
 pub(crate) struct PrometheusText {
     registry: Registry,
-    exporter: Arc<PrometheusExporter>,
+    reader: Arc<Reader>,
+}
+
+/// The exporter (the pull reader behind the registry's collector), and
+/// whether the provider has shut it down.
+#[derive(Debug)]
+struct Reader {
+    exporter: PrometheusExporter,
+    /// Set as the provider shuts the reader down. A scrape then answers
+    /// nothing without collecting: the exporter would log each failed
+    /// collection as an error, and `/metrics` is served until the process
+    /// exits, after telemetry has shut down.
+    shut_down: AtomicBool,
 }
 
 impl PrometheusText {
@@ -44,19 +57,25 @@ impl PrometheusText {
             .expect("a new registry accepts its first collector");
         Self {
             registry,
-            exporter: Arc::new(exporter),
+            reader: Arc::new(Reader {
+                exporter,
+                shut_down: AtomicBool::new(false),
+            }),
         }
     }
 
     /// The reader to register with the meter provider (it shares this
     /// view's exporter).
     pub(crate) fn reader(&self) -> SharedReader {
-        SharedReader(Arc::clone(&self.exporter))
+        SharedReader(Arc::clone(&self.reader))
     }
 
     /// The metrics now, as `text/plain; version=0.0.4`. Empty when the
     /// reader is not registered or the provider has shut down.
     pub(crate) fn render(&self) -> String {
+        if self.reader.shut_down.load(Ordering::Acquire) {
+            return String::new();
+        }
         // The encoder refuses only families without a name or without
         // samples, and `gather` leaves out the empty ones.
         TextEncoder::new()
@@ -68,33 +87,35 @@ impl PrometheusText {
 /// A [`PrometheusExporter`] shared between the meter provider, which takes
 /// its readers by value, and a [`PrometheusText`].
 #[derive(Debug)]
-pub(crate) struct SharedReader(Arc<PrometheusExporter>);
+pub(crate) struct SharedReader(Arc<Reader>);
 
 impl MetricReader for SharedReader {
     fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
-        self.0.register_pipeline(pipeline);
+        self.0.exporter.register_pipeline(pipeline);
     }
 
     fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
-        self.0.collect(rm)
+        self.0.exporter.collect(rm)
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
+        self.0.exporter.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
+        self.0.shut_down.store(true, Ordering::Release);
+        self.0.exporter.shutdown_with_timeout(timeout)
     }
 
     fn temporality(&self, kind: InstrumentKind) -> Temporality {
-        self.0.temporality(kind)
+        self.0.exporter.temporality(kind)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::logs::tests::Buffer;
     use crate::metrics::{Metrics, ProcessMetrics};
     use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry::KeyValue;
@@ -234,5 +255,22 @@ kafka_handler_in_flight 3
         assert!(view.render().contains("kafka_handler_retries_total 1"));
         provider.shutdown().expect("shutdown");
         assert_eq!(view.render(), "", "nothing after shutdown");
+    }
+
+    /// `/metrics` is served until the process exits, after telemetry shut
+    /// down: a scrape then logs nothing (the exporter would log its failed
+    /// collection as an error).
+    #[test]
+    fn a_scrape_after_shutdown_logs_nothing() {
+        // As in telemetry::export's tests: a second live dispatcher keeps
+        // another test's thread from disabling the exporter's callsite.
+        let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+        let view = PrometheusText::new();
+        let provider = provider(&view);
+        provider.shutdown().expect("shutdown");
+        let logs = Buffer::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || assert_eq!(view.render(), ""));
+        assert_eq!(logs.text(), "");
     }
 }
