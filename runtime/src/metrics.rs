@@ -13,19 +13,22 @@ use std::time::Duration;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::{global, InstrumentationScope, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
+use opentelemetry_semantic_conventions::metric as semconv_metric;
 use rdkafka::error::KafkaError;
 
 use crate::lock;
 
-/// How long each handler attempt took, in seconds: one measurement per
-/// attempt at a record, and one per delivery of a batch. Failed attempts
-/// carry `error.type`.
-pub const PROCESS_DURATION: &str = "messaging.process.duration";
-/// Records delivered to the application (retries are not counted again).
-pub const CONSUMED: &str = "messaging.client.consumed.messages";
-/// Records sent through a [`TracedProducer`](crate::TracedProducer) or as
-/// dead-letter copies, acknowledged or not (`error.type` on failure).
-pub const SENT: &str = "messaging.client.sent.messages";
+/// `messaging.process.duration`: how long each handler attempt took, in
+/// seconds; one measurement per attempt at a record, and one per delivery
+/// of a batch. Failed attempts carry `error.type`.
+pub const PROCESS_DURATION: &str = semconv_metric::MESSAGING_PROCESS_DURATION;
+/// `messaging.client.consumed.messages`: records delivered to the
+/// application (retries are not counted again).
+pub const CONSUMED: &str = semconv_metric::MESSAGING_CLIENT_CONSUMED_MESSAGES;
+/// `messaging.client.sent.messages`: records sent through a
+/// [`TracedProducer`](crate::TracedProducer) or as dead-letter copies,
+/// acknowledged or not (`error.type` on failure).
+pub const SENT: &str = semconv_metric::MESSAGING_CLIENT_SENT_MESSAGES;
 /// Records of an assigned partition not committed yet: the high watermark
 /// minus the group's committed offset, from librdkafka's statistics
 /// (`statistics.interval.ms`, 5 s unless set). Partitions without a
@@ -73,8 +76,13 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
+    /// The instruments of the global meter provider.
     pub(crate) fn new() -> Self {
-        let meter = meter();
+        Self::with_meter(&meter())
+    }
+
+    /// The instruments of `meter`.
+    pub(crate) fn with_meter(meter: &Meter) -> Self {
         Self {
             process_duration: meter
                 .f64_histogram(PROCESS_DURATION)
@@ -87,7 +95,7 @@ impl Metrics {
                 .with_unit("{message}")
                 .with_description("Records delivered to the handlers")
                 .build(),
-            sent: sent_counter(&meter),
+            sent: sent_counter(meter),
             dead_lettered: meter
                 .u64_counter(DEAD_LETTERED)
                 .with_unit("{message}")

@@ -1,9 +1,16 @@
-//! A minimal blocking HTTP/1.1 client, enough for health and metrics
-//! endpoints (`Content-Length` or chunked bodies).
+//! A blocking HTTP client for the health and metrics endpoints, on
+//! `reqwest` (which reads `Content-Length` and chunked bodies alike).
+//!
+//! The callers are synchronous polls inside async tests, and
+//! `reqwest::blocking` refuses to run on a Tokio runtime's thread: each
+//! request runs on a thread of its own.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::time::Duration;
+
+use reqwest::Method;
+
+/// How long one request may take, connecting included.
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A response: status code, headers (names lower-cased) and body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,81 +41,44 @@ pub fn get(addr: &str, path: &str) -> Result<HttpResponse, String> {
 }
 
 /// `{method} http://{addr}{path}`, without a request body, with a 5 s
-/// timeout. The body is whatever arrives before the server closes the
-/// connection (none for HEAD). An error means no HTTP response.
+/// timeout. The answer to HEAD has GET's headers and no body. An error
+/// means no HTTP response.
 pub fn request(addr: &str, method: &str, path: &str) -> Result<HttpResponse, String> {
-    let timeout = Duration::from_secs(5);
-    let socket = addr
-        .parse()
-        .map_err(|err| format!("{addr} is not a socket address: {err}"))?;
-    let mut stream = TcpStream::connect_timeout(&socket, timeout)
-        .map_err(|err| format!("connecting to {addr}: {err}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|err| format!("setting timeouts: {err}"))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|err| format!("sending {method} {path} to {addr}: {err}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|err| format!("reading the answer to {method} {path} from {addr}: {err}"))?;
-    parse(&raw).map_err(|err| format!("{method} {path} from {addr}: {err}"))
-}
-
-fn parse(raw: &[u8]) -> Result<HttpResponse, String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of headers")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().ok_or("no status line")?;
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|err| format!("{method:?} is not an HTTP method: {err}"))?;
+    let url = format!("http://{addr}{path}");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| send(method.clone(), &url))
+            .join()
+            .unwrap_or_else(|_| Err(format!("{method} {url}: the request thread panicked")))
     })
 }
 
-fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("a chunk without a size line")?;
-        let size_text = String::from_utf8_lossy(&raw[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        if raw.len() < size {
-            return Err("a truncated chunk".into());
-        }
-        body.extend_from_slice(&raw[..size]);
-        raw = raw.get(size + 2..).unwrap_or_default();
-    }
+/// Sends `method url` and reads the whole answer, off any async runtime.
+fn send(method: Method, url: &str) -> Result<HttpResponse, String> {
+    let failed = |err: reqwest::Error| format!("{method} {url}: {err}");
+    // Loopback addresses only: a proxy from the environment must not
+    // answer for the process under test.
+    let client = reqwest::blocking::Client::builder()
+        .timeout(TIMEOUT)
+        .no_proxy()
+        .build()
+        .map_err(failed)?;
+    let response = client.request(method.clone(), url).send().map_err(failed)?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    let body = response.text().map_err(failed)?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }

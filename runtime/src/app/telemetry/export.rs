@@ -17,7 +17,8 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
 use super::env::{OtlpTarget, Signal, ENDPOINT};
-use crate::app::{logs, prometheus};
+use crate::app::logs;
+use crate::app::prometheus::PrometheusText;
 
 /// Whether one signal's OTLP exports get through, and the one warning when
 /// they stop.
@@ -319,15 +320,20 @@ fn kind_name(kind: &SpanKind) -> &'static str {
 
 /// Writes the metrics to stdout in the Prometheus text format, after a
 /// `# metrics at <time>` line (`OTEL_METRICS_EXPORTER=console`).
+///
+/// The periodic reader gives the interval and the last export at shutdown;
+/// the text is what its [`PrometheusText`] view (registered with the same
+/// provider, after this exporter's reader) answers at that moment, so the
+/// console prints exactly what `/metrics` serves.
 #[derive(Debug)]
-pub(super) struct ConsoleMetrics;
+pub(super) struct ConsoleMetrics(pub(super) PrometheusText);
 
 impl PushMetricExporter for ConsoleMetrics {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
         let mut text = String::from("# metrics at ");
         logs::write_timestamp(&mut text, SystemTime::now());
         text.push('\n');
-        text.push_str(&prometheus::render(metrics));
+        text.push_str(&self.0.render());
         write_stdout(&text)
     }
 

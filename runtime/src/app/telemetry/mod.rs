@@ -290,13 +290,17 @@ fn build_metrics(
     shutting_down: &Arc<AtomicBool>,
 ) -> Result<Option<Pipeline<SdkMeterProvider>>, String> {
     let mut builder = SdkMeterProvider::builder().with_resource(resource);
+    let mut view = prometheus.cloned();
     let mut health = None;
     let mut budget = DEFAULT_FLUSH_BUDGET;
     match &settings.exporter {
         Exporter::None if prometheus.is_none() => return Ok(None),
         Exporter::None => {}
         Exporter::Console => {
-            let reader = PeriodicReader::builder(ConsoleMetrics)
+            // The console prints the Prometheus view's text: the one of
+            // `/metrics` when it is served, else one of its own.
+            let console = view.get_or_insert_with(PrometheusText::new).clone();
+            let reader = PeriodicReader::builder(ConsoleMetrics(console))
                 .with_interval(settings.interval)
                 .build();
             builder = builder.with_reader(reader);
@@ -315,7 +319,9 @@ fn build_metrics(
             health = Some(watched);
         }
     }
-    if let Some(view) = prometheus {
+    // After the console's reader: the provider shuts its readers down in
+    // the order they were added, so the console's last export still reads it.
+    if let Some(view) = view {
         builder = builder.with_reader(view.reader());
     }
     Ok(Some(Pipeline {
