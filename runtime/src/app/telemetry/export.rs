@@ -10,20 +10,21 @@ use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
-use super::env::{OtlpTarget, Signal, ENDPOINT};
+use super::target::{OtlpTarget, Signal, ENDPOINT};
 use crate::app::{logs, prometheus};
 
 /// Whether one signal's OTLP exports get through, and the one warning when
 /// they stop.
 #[derive(Debug)]
 pub(super) struct ExportHealth {
-    /// `spans` or `metrics`.
+    /// `spans`, `metrics` or `logs`.
     noun: &'static str,
     endpoint: String,
     /// What to do about it.
@@ -168,7 +169,12 @@ impl ExportHealth {
 fn connection_problem(endpoint: &str) -> Option<String> {
     let uri: hyper::Uri = endpoint.parse().ok()?;
     let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let port = uri.port_u16().unwrap_or(default_port);
     let addr = match (host, port).to_socket_addrs() {
         Ok(mut addrs) => addrs.next()?,
         Err(err) => return Some(format!("cannot resolve {host}: {err}")),
@@ -195,13 +201,24 @@ impl<E> fmt::Debug for Watched<E> {
     }
 }
 
-impl<E: SpanExporter> SpanExporter for Watched<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+impl<E> Watched<E> {
+    /// Runs `export` (unless an export already failed during shutdown) and
+    /// reports its result.
+    async fn watch(
+        &self,
+        export: impl std::future::Future<Output = OTelSdkResult>,
+    ) -> OTelSdkResult {
         self.health.check()?;
         let started = Instant::now();
-        let result = self.inner.export(batch).await;
+        let result = export.await;
         self.health.record(&result, started.elapsed());
         result
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Watched<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.watch(self.inner.export(batch)).await
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -217,13 +234,23 @@ impl<E: SpanExporter> SpanExporter for Watched<E> {
     }
 }
 
+impl<E: LogExporter> LogExporter for Watched<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        self.watch(self.inner.export(batch)).await
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
 impl<E: PushMetricExporter> PushMetricExporter for Watched<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        self.health.check()?;
-        let started = Instant::now();
-        let result = self.inner.export(metrics).await;
-        self.health.record(&result, started.elapsed());
-        result
+        self.watch(self.inner.export(metrics)).await
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -364,8 +391,8 @@ mod tests {
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
     use tracing_subscriber::layer::SubscriberExt as _;
 
-    use super::super::env::{Endpoint, Protocol, DEFAULT_OTLP_TIMEOUT, TRACES};
     use super::super::subscriber::tests::{text_layer, Lines};
+    use super::super::target::{Endpoint, Protocol, DEFAULT_OTLP_TIMEOUT, TRACES};
 
     /// An exporter that fails while `fail` is set.
     #[derive(Debug, Clone, Default)]
@@ -393,6 +420,8 @@ mod tests {
                 source: None,
             },
             timeout,
+            compression: Default::default(),
+            tls: Default::default(),
         }
     }
 
