@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use kafka_handler_tests::kafka::{
     self, committed_offsets, send_order, Produced, TraceParent, FAST_GROUP_FLAGS,
 };
-use kafka_handler_tests::process::Stream;
+use kafka_handler_tests::process::{orders_consumer, Stream};
 use kafka_handler_tests::{
-    closed_port, example_binary, http, wait_for, wait_until, ChildProcess, DevBroker, OtlpReceiver,
-    ReceivedSpan, Signal,
+    closed_port, http, wait_for, wait_until, ChildProcess, DevBroker, OtlpReceiver, ReceivedSpan,
+    Signal,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{ClientConfig, Message as _};
@@ -31,23 +31,6 @@ const EXIT: Duration = Duration::from_secs(60);
 
 /// Every handler of `orders_consumer`, as `--list` names them.
 const HANDLERS: [&str; 5] = ["bill", "audit", "pack", "review", "mail"];
-
-/// `orders_consumer` with `args`, in an environment without the caller's
-/// Kafka and OpenTelemetry settings, exporting nothing unless a test says so.
-fn orders_consumer(args: &[&str]) -> Command {
-    let mut command = Command::new(example_binary("orders_consumer"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("KAFKA_") || name.starts_with("OTEL_") || name == "RUST_LOG" {
-            command.env_remove(&*name);
-        }
-    }
-    command
-        .env("OTEL_TRACES_EXPORTER", "none")
-        .env("OTEL_METRICS_EXPORTER", "none")
-        .args(args);
-    command
-}
 
 /// `orders_consumer` against `broker` with fast group joins, exporting
 /// spans to `receiver` every 100 ms.
