@@ -189,10 +189,15 @@ async fn grpc_exports_over_mutual_tls_with_gzip() {
 }
 
 /// A consumer with `tls` exporting to a receiver that `pki` serves with
-/// `client_auth`: the handshake fails on the receiver's side (`expected`
-/// in its reason), nothing arrives, the consumer warns about the collector
-/// and keeps running.
-async fn refused(protocol: &str, pki: &TestPki, client_auth: ClientAuth, tls: &[(&str, &OsStr)]) {
+/// `client_auth`: the handshake fails, nothing arrives, the consumer warns
+/// about the collector saying `why` and keeps running.
+async fn refused(
+    protocol: &str,
+    pki: &TestPki,
+    client_auth: ClientAuth,
+    tls: &[(&str, &OsStr)],
+    why: &str,
+) {
     let receiver = OtlpReceiver::start_tls(pki.server_config(client_auth));
     let broker = DevBroker::start(&["orders", "orders.dlq", "invoices"], 2).await;
     let mut consumer = ChildProcess::spawn(
@@ -210,10 +215,18 @@ async fn refused(protocol: &str, pki: &TestPki, client_auth: ClientAuth, tls: &[
             |log| log["level"] == "WARN" && log.to_string().contains("are not reaching"),
         )
         .await;
-    assert!(
-        warning.to_string().contains(&endpoint),
-        "{protocol}: {warning}"
-    );
+    // It says the TLS session failed, and why, with the variables to check.
+    let warning = warning["message"].as_str().unwrap_or_default().to_owned();
+    for expected in [
+        endpoint.as_str(),
+        why,
+        "check OTEL_EXPORTER_OTLP_CERTIFICATE",
+    ] {
+        assert!(
+            warning.contains(expected),
+            "{protocol}: {expected:?} in {warning}"
+        );
+    }
     assert!(
         !receiver.tls_failures().is_empty(),
         "{protocol}: the handshake must have failed\n{}",
@@ -241,6 +254,7 @@ async fn a_collector_signed_by_another_ca_gets_nothing() {
                 "OTEL_EXPORTER_OTLP_CERTIFICATE",
                 other.ca_file().as_os_str(),
             )],
+            "TLS: invalid peer certificate",
         )
         .await;
     }
@@ -257,6 +271,7 @@ async fn mutual_tls_without_a_client_certificate_gets_nothing() {
             &pki,
             ClientAuth::Required,
             &[("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.ca_file().as_os_str())],
+            "TLS: received fatal alert: CertificateRequired",
         )
         .await;
     }
@@ -276,6 +291,7 @@ async fn mutual_tls_without_a_client_certificate_gets_nothing() {
                 stranger.client_key_file().as_os_str(),
             ),
         ],
+        "TLS: received fatal alert",
     )
     .await;
 }

@@ -17,7 +17,8 @@ use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
-use super::target::{OtlpTarget, Signal, ENDPOINT};
+use super::target::{OtlpTarget, Signal, TlsFiles, ENDPOINT};
+use super::tls;
 use crate::app::{logs, prometheus};
 
 /// Whether one signal's OTLP exports get through, and the one warning when
@@ -27,6 +28,8 @@ pub(super) struct ExportHealth {
     /// `spans`, `metrics` or `logs`.
     noun: &'static str,
     endpoint: String,
+    /// The TLS files, for an `https://` endpoint.
+    tls: Option<TlsFiles>,
     /// What to do about it.
     fix: String,
     failing: AtomicBool,
@@ -89,6 +92,7 @@ impl ExportHealth {
         Arc::new(Self {
             noun: signal.noun,
             endpoint: target.endpoint.url.clone(),
+            tls: target.endpoint.is_https().then(|| target.tls.clone()),
             fix: format!(
                 "set {endpoint_var} to a reachable collector, or {}=none",
                 signal.exporter
@@ -150,23 +154,31 @@ impl ExportHealth {
         let cause = if took + Duration::from_millis(50) >= self.timeout {
             Some(format!("no answer within {:?}", self.timeout))
         } else if diagnose {
-            connection_problem(&self.endpoint)
+            connection_problem(&self.endpoint, self.tls.as_ref())
         } else {
             None
         };
+        let tls_refused = cause.as_deref().is_some_and(|c| c.starts_with("TLS: "));
         if let Some(cause) = cause {
             let _ = write!(detail, " ({cause})");
         }
+        let fix = if tls_refused { TLS_FIX } else { &self.fix };
         format!(
-            "{} are not reaching {}: {detail}; {}",
-            self.noun, self.endpoint, self.fix
+            "{} are not reaching {}: {detail}; {fix}",
+            self.noun, self.endpoint
         )
     }
 }
 
-/// Why a TCP connection to `endpoint`'s host cannot be made, if it cannot
-/// (the OTLP errors say only "network error").
-fn connection_problem(endpoint: &str) -> Option<String> {
+/// What to do when the TLS session fails.
+const TLS_FIX: &str = "check OTEL_EXPORTER_OTLP_CERTIFICATE (the CA that signed the \
+                       collector's certificate; unset, the system's roots) and, for mutual \
+                       TLS, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and _CLIENT_KEY";
+
+/// Why a TCP connection to `endpoint`'s host cannot be made, or with `tls`
+/// a TLS session, if it cannot (the OTLP/HTTP errors say only "network
+/// error", whether the port is closed or the certificate is wrong).
+fn connection_problem(endpoint: &str, tls: Option<&TlsFiles>) -> Option<String> {
     let uri: hyper::Uri = endpoint.parse().ok()?;
     let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
     let default_port = if uri.scheme_str() == Some("https") {
@@ -180,7 +192,7 @@ fn connection_problem(endpoint: &str) -> Option<String> {
         Err(err) => return Some(format!("cannot resolve {host}: {err}")),
     };
     match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-        Ok(_) => None,
+        Ok(tcp) => tls.and_then(|files| tls::handshake_problem(files, host, tcp)),
         Err(err) => Some(format!("connecting to {addr}: {err}")),
     }
 }

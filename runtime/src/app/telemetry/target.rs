@@ -370,10 +370,13 @@ fn endpoint(env: Env<'_>, signal: &Signal, protocol: Protocol) -> Result<Endpoin
             return Ok(Endpoint { url, source: None });
         }
     };
+    let insecure = match env.first(&[signal.insecure, INSECURE]) {
+        None => false,
+        Some((_, v)) if v.eq_ignore_ascii_case("true") => true,
+        Some((_, v)) if v.eq_ignore_ascii_case("false") => false,
+        Some((var, v)) => return Err(format!("{var}={v}: expected true or false")),
+    };
     let url = if protocol == Protocol::Grpc && !value.contains("://") {
-        let insecure = env
-            .first(&[signal.insecure, INSECURE])
-            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
         format!("{}://{value}", if insecure { "http" } else { "https" })
     } else {
         value.clone()
@@ -714,6 +717,10 @@ mod tests {
             (
                 vec![(ENDPOINT, "https://host:port")],
                 "the port is not a number",
+            ),
+            (
+                vec![(ENDPOINT, "collector:4317"), (INSECURE, "yes")],
+                "OTEL_EXPORTER_OTLP_INSECURE=yes: expected true or false",
             ),
         ];
         for (vars, expected) in cases {

@@ -12,11 +12,14 @@
 //! does not fit the certificate is a configuration error naming the
 //! variable, not a failed export later.
 
+use std::io::{ErrorKind, Read as _};
+use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use super::target::{PemFile, TlsFiles};
 
@@ -131,4 +134,32 @@ fn system_roots() -> Result<RootCertStore, String> {
         ));
     }
     Ok(roots)
+}
+
+/// Why a TLS session with `host` over `tcp` fails, if it does: the check
+/// of the collector's certificate, or the collector's alert when it
+/// refuses the client's (which, in TLS 1.3, comes after the client's side
+/// of the handshake, so one read waits a second for it).
+pub(super) fn handshake_problem(
+    files: &TlsFiles,
+    host: &str,
+    mut tcp: TcpStream,
+) -> Option<String> {
+    let config = match client_config(files) {
+        Ok(config) => config,
+        Err(err) => return Some(err),
+    };
+    let name = ServerName::try_from(host.to_owned()).ok()?;
+    let mut session = ClientConnection::new(Arc::new(config), name).ok()?;
+    let wait = Some(Duration::from_secs(1));
+    let _ = tcp.set_read_timeout(wait).and(tcp.set_write_timeout(wait));
+    let refused =
+        |err: std::io::Error| (err.kind() == ErrorKind::InvalidData).then(|| format!("TLS: {err}"));
+    if let Err(err) = session.complete_io(&mut tcp) {
+        return refused(err);
+    }
+    rustls::Stream::new(&mut session, &mut tcp)
+        .read(&mut [0; 1])
+        .err()
+        .and_then(refused)
 }
