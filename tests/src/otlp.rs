@@ -1,6 +1,6 @@
 //! An OTLP receiver that keeps what it receives: OTLP/HTTP (protobuf
-//! bodies) and OTLP/gRPC (in [`grpc`]) on the same port, plain or over TLS,
-//! gzip-compressed or not.
+//! bodies) and OTLP/gRPC (in `otlp/grpc.rs`) on the same port, plain or
+//! over TLS, gzip-compressed or not.
 //!
 //! [`OtlpReceiver::start`] serves `POST /v1/{traces,metrics,logs}` and the
 //! collector's three gRPC `Export` calls on `127.0.0.1:0`, on a thread of
