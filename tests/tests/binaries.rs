@@ -76,6 +76,11 @@ fn the_otlp_receiver_decodes_what_the_sdk_exports() {
     use opentelemetry::{Context, KeyValue};
     use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 
+    // kafka-handler's `main` feature builds reqwest with rustls but no
+    // crypto provider of its own; a program that builds its own client
+    // installs one, as the generated binaries do.
+    #[allow(deprecated)] // ring: see the runtime's telemetry/tls.rs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let receiver = OtlpReceiver::start();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()

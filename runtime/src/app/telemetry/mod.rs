@@ -85,6 +85,7 @@ impl Telemetry {
     /// Everything is read and built before anything is installed, so an
     /// error leaves the process as it was.
     pub(crate) fn init(options: &TelemetryOptions) -> Result<Self, String> {
+        tls::install_process_provider();
         let env = Env::new(&process_env);
         let config = Config::read(env, options.max_batch_records, &super::binary_name())?;
         let propagation = Propagation::from_env().map_err(|err| err.to_string())?;

@@ -70,6 +70,18 @@ pub(super) fn unused_config() -> ClientConfig {
         .with_no_client_auth()
 }
 
+/// Installs ring as rustls's process-wide crypto provider, unless one is
+/// installed already. reqwest is built with rustls but without a provider
+/// of its own (so that no second crypto library is compiled in), and looks
+/// for the process-wide one whenever any client is built: the OTLP
+/// crate's, or one the application builds itself.
+pub(super) fn install_process_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        #[allow(deprecated)] // See ring_provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// The crypto provider: ring, not aws-lc-rs, because it builds with the C
 /// compiler the build already needs and nothing more. rustls 0.23.48
 /// deprecates it for lacking post-quantum key exchange, which telemetry
