@@ -58,6 +58,11 @@ pub fn request(addr: &str, method: &str, path: &str) -> Result<HttpResponse, Str
 /// Sends `method url` and reads the whole answer, off any async runtime.
 fn send(method: Method, url: &str) -> Result<HttpResponse, String> {
     let failed = |err: reqwest::Error| format!("{method} {url}: {err}");
+    // The workspace's reqwest has no crypto provider of its own (rustls on
+    // ring is the process's, as the generated binaries install it); building
+    // a client needs one even for plain http://.
+    #[allow(deprecated)] // ring, as the runtime's TLS (app/telemetry/tls.rs).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Loopback addresses only: a proxy from the environment must not
     // answer for the process under test.
     let client = reqwest::blocking::Client::builder()

@@ -2,8 +2,10 @@
 //! operator would: as child processes, against a broker in another process,
 //! exporting telemetry over the network.
 //!
-//! - [`otlp`]: an OTLP/HTTP receiver that keeps the spans (and metric names)
-//!   a process exports.
+//! - [`otlp`]: an OTLP receiver (HTTP and gRPC, plain or TLS, gzip or not)
+//!   that keeps the spans, metric names and log records a process exports.
+//! - [`pki`]: a CA and server and client certificates made per test, for
+//!   the receiver's TLS and a child's `OTEL_EXPORTER_OTLP_*CERTIFICATE`.
 //! - [`process`]: the built example binaries, a [`ChildProcess`] wrapper
 //!   that captures its output, and the [`DevBroker`] (the `dev_broker`
 //!   example) as a child.
@@ -22,13 +24,14 @@
 pub mod http;
 pub mod kafka;
 pub mod otlp;
+pub mod pki;
 pub mod process;
 pub mod sasl;
 pub mod tls;
 
 use std::time::Duration;
 
-pub use otlp::{AttributeValue, OtlpReceiver, ReceivedSpan};
+pub use otlp::{AttributeValue, OtlpReceiver, ReceivedLog, ReceivedSpan};
 pub use process::{example_binary, example_command, ChildProcess, DevBroker, Signal};
 
 /// Polls `poll` every 20 ms until it returns `Some`, and returns that value.

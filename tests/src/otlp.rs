@@ -1,10 +1,21 @@
-//! An OTLP/HTTP receiver (protobuf bodies) that keeps what it receives.
+//! An OTLP receiver that keeps what it receives: OTLP/HTTP (protobuf
+//! bodies) and OTLP/gRPC (in `otlp/grpc.rs`) on the same port, plain or
+//! over TLS, gzip-compressed or not.
 //!
-//! [`OtlpReceiver::start`] serves `POST /v1/traces` and `POST /v1/metrics`
-//! on `127.0.0.1:0`, on a thread of its own (so it keeps answering whatever
-//! the test's runtime does). Point a process at it with
+//! [`OtlpReceiver::start`] serves `POST /v1/{traces,metrics,logs}` and the
+//! collector's three gRPC `Export` calls on `127.0.0.1:0`, on a thread of
+//! its own (so it keeps answering whatever the test's runtime does). Point
+//! a process at it with
 //! `OTEL_EXPORTER_OTLP_ENDPOINT=`[`endpoint()`](OtlpReceiver::endpoint) and
-//! `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`.
+//! `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` or `grpc`.
+//! [`OtlpReceiver::start_tls`] serves the same over TLS (with the
+//! configuration of a [`TestPki`](crate::pki::TestPki)); a handshake that
+//! fails is kept in [`tls_failures`](OtlpReceiver::tls_failures).
+//!
+//! Every request says how its body came: its `content-encoding` (or
+//! `grpc-encoding`) and whether the body was gzip indeed.
+
+mod grpc;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -12,12 +23,16 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -135,6 +150,23 @@ impl ReceivedSpan {
     }
 }
 
+/// One log record as received, ids in lower-case hex.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedLog {
+    /// The resource's attributes (`service.name`, ...).
+    pub resource: BTreeMap<String, AttributeValue>,
+    /// The body: the event's message.
+    pub body: String,
+    /// `INFO`, `WARN`, ...
+    pub severity_text: String,
+    /// The trace id, when the record was logged inside a span.
+    pub trace_id: Option<String>,
+    /// The span id, when the record was logged inside a span.
+    pub span_id: Option<String>,
+    /// The record's attributes (the event's fields).
+    pub attributes: BTreeMap<String, AttributeValue>,
+}
+
 /// One HTTP request the receiver answered (or, hanging, took and left
 /// unanswered).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +177,10 @@ pub struct ReceivedRequest {
     pub path: String,
     /// The `content-type` header ("" without one).
     pub content_type: String,
+    /// The `content-encoding` header, or for gRPC `grpc-encoding` ("" without).
+    pub content_encoding: String,
+    /// Whether the body (gRPC: the message) was gzip-compressed.
+    pub gzipped: bool,
     /// The status answered; 0 for a request a hanging receiver holds.
     pub status: u16,
     /// Why the body was rejected, for a status other than 200.
@@ -155,7 +191,17 @@ pub struct ReceivedRequest {
 struct Received {
     spans: Vec<ReceivedSpan>,
     metric_names: Vec<String>,
+    logs: Vec<ReceivedLog>,
     requests: Vec<ReceivedRequest>,
+    tls_failures: Vec<String>,
+}
+
+/// What an export carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    Traces,
+    Metrics,
+    Logs,
 }
 
 /// What the receiver does with a request.
@@ -171,6 +217,7 @@ enum Behaviour {
 /// An OTLP/HTTP receiver on 127.0.0.1; stops when dropped.
 pub struct OtlpReceiver {
     port: u16,
+    tls: bool,
     received: Arc<Mutex<Received>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -180,6 +227,7 @@ impl fmt::Debug for OtlpReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OtlpReceiver")
             .field("port", &self.port)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -187,16 +235,22 @@ impl fmt::Debug for OtlpReceiver {
 impl OtlpReceiver {
     /// Starts a receiver that decodes and keeps every export.
     pub fn start() -> Self {
-        Self::with(Behaviour::Answer)
+        Self::with(Behaviour::Answer, None)
+    }
+
+    /// Starts a receiver like [`start`](Self::start), over TLS with
+    /// `config` (see [`TestPki::server_config`](crate::pki::TestPki::server_config)).
+    pub fn start_tls(config: Arc<rustls::ServerConfig>) -> Self {
+        Self::with(Behaviour::Answer, Some(config))
     }
 
     /// Starts a "collector" that accepts connections and requests but never
     /// answers them: an exporter's flush waits until its timeout.
     pub fn hanging() -> Self {
-        Self::with(Behaviour::Hang)
+        Self::with(Behaviour::Hang, None)
     }
 
-    fn with(behaviour: Behaviour) -> Self {
+    fn with(behaviour: Behaviour, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("binding the OTLP receiver");
         listener
@@ -206,21 +260,26 @@ impl OtlpReceiver {
         let received = Arc::new(Mutex::new(Received::default()));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let state = Arc::clone(&received);
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        let uses_tls = acceptor.is_some();
         let thread = std::thread::Builder::new()
             .name(format!("otlp-receiver-{port}"))
-            .spawn(move || serve(listener, state, behaviour, stopped))
+            .spawn(move || serve(listener, state, behaviour, acceptor, stopped))
             .expect("spawning the OTLP receiver thread");
         Self {
             port,
+            tls: uses_tls,
             received,
             stop: Some(stop),
             thread: Some(thread),
         }
     }
 
-    /// `http://127.0.0.1:PORT`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// `http://127.0.0.1:PORT` (`https://` over TLS), for
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn lock(&self) -> MutexGuard<'_, Received> {
@@ -257,9 +316,20 @@ impl OtlpReceiver {
         self.lock().metric_names.clone()
     }
 
+    /// Every log record received so far, in arrival order.
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        self.lock().logs.clone()
+    }
+
     /// Every request answered so far.
     pub fn requests(&self) -> Vec<ReceivedRequest> {
         self.lock().requests.clone()
+    }
+
+    /// Why each failed TLS handshake failed, so far (e.g. a client that
+    /// does not trust the server's CA, or no client certificate).
+    pub fn tls_failures(&self) -> Vec<String> {
+        self.lock().tls_failures.clone()
     }
 
     /// What arrived, in short: for failure messages.
@@ -276,10 +346,13 @@ impl OtlpReceiver {
             .collect();
         format!(
             "the OTLP receiver at {} got {} requests ({} rejected: {rejected:?}), spans by name: \
-             {names:?}",
+             {names:?}, {} log records, {} failed TLS handshakes: {:?}",
             self.endpoint(),
             received.requests.len(),
             rejected.len(),
+            received.logs.len(),
+            received.tls_failures.len(),
+            received.tls_failures,
         )
     }
 
@@ -290,15 +363,42 @@ impl OtlpReceiver {
         &self,
         limit: Duration,
         what: &str,
-        mut condition: impl FnMut(&[ReceivedSpan]) -> bool,
+        condition: impl FnMut(&[ReceivedSpan]) -> bool,
         diagnostics: impl FnOnce() -> String,
     ) -> Vec<ReceivedSpan> {
+        self.wait_for_kept(limit, what, |r| &r.spans, condition, diagnostics)
+            .await
+    }
+
+    /// Waits until `condition` holds for the log records received so far,
+    /// then returns them; panics like [`wait_for_spans`](Self::wait_for_spans).
+    pub async fn wait_for_logs(
+        &self,
+        limit: Duration,
+        what: &str,
+        condition: impl FnMut(&[ReceivedLog]) -> bool,
+        diagnostics: impl FnOnce() -> String,
+    ) -> Vec<ReceivedLog> {
+        self.wait_for_kept(limit, what, |r| &r.logs, condition, diagnostics)
+            .await
+    }
+
+    /// Waits until `condition` holds for what `kept` picks of what arrived.
+    async fn wait_for_kept<T: Clone>(
+        &self,
+        limit: Duration,
+        what: &str,
+        kept: impl Fn(&Received) -> &Vec<T>,
+        mut condition: impl FnMut(&[T]) -> bool,
+        diagnostics: impl FnOnce() -> String,
+    ) -> Vec<T> {
         crate::wait_for(
             limit,
             what,
             || {
                 let received = self.lock();
-                condition(&received.spans).then(|| received.spans.clone())
+                let kept = kept(&received);
+                condition(kept).then(|| kept.clone())
             },
             || format!("{}\n{}", self.summary(), diagnostics()),
         )
@@ -321,6 +421,7 @@ fn serve(
     listener: std::net::TcpListener,
     received: Arc<Mutex<Received>>,
     behaviour: Behaviour,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -338,14 +439,31 @@ fn serve(
                 },
             };
             let received = Arc::clone(&received);
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request| {
+                let service = {
                     let received = Arc::clone(&received);
-                    async move { Ok::<_, Infallible>(answer(request, &received, behaviour).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    service_fn(move |request| {
+                        let received = Arc::clone(&received);
+                        async move {
+                            Ok::<_, Infallible>(answer(request, &received, behaviour).await)
+                        }
+                    })
+                };
+                // HTTP/1.1 for OTLP/HTTP, HTTP/2 (prior knowledge, or ALPN
+                // over TLS) for gRPC.
+                let http = auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Err(err) => lock(&received).tls_failures.push(err.to_string()),
+                    },
+                }
             });
         }
     });
@@ -353,11 +471,19 @@ fn serve(
     // request among them).
 }
 
+fn lock(received: &Mutex<Received>) -> MutexGuard<'_, Received> {
+    received.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A response's body: one message (OTLP/HTTP), or a gRPC message and
+/// trailers.
+type AnswerBody = BoxBody<Bytes, Infallible>;
+
 async fn answer(
     request: Request<Incoming>,
     received: &Mutex<Received>,
     behaviour: Behaviour,
-) -> Response<Full<Bytes>> {
+) -> Response<AnswerBody> {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let header = |name: &str| {
@@ -369,136 +495,194 @@ async fn answer(
             .to_owned()
     };
     let content_type = header("content-type");
-    let content_encoding = header("content-encoding");
+    let grpc = content_type.starts_with("application/grpc");
+    let content_encoding = header(if grpc {
+        "grpc-encoding"
+    } else {
+        "content-encoding"
+    });
     let body = match request.into_body().collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return respond(StatusCode::BAD_REQUEST, Bytes::new()),
     };
-    if behaviour == Behaviour::Hang {
-        // Seen, never answered: the exporter now waits for its timeout.
-        received
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .requests
-            .push(ReceivedRequest {
-                method,
-                path,
-                content_type,
-                status: 0,
-                error: None,
-            });
-        std::future::pending::<()>().await;
-        unreachable!("a hanging receiver never answers");
-    }
-    let (status, answer, error) = decode(
-        &method,
-        &path,
-        &content_type,
-        &content_encoding,
-        &body,
-        received,
-    );
-    let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
-    received.requests.push(ReceivedRequest {
+    let mut seen = ReceivedRequest {
         method,
         path,
         content_type,
-        status: status.as_u16(),
-        error,
-    });
+        content_encoding,
+        gzipped: false,
+        status: 0,
+        error: None,
+    };
+    if behaviour == Behaviour::Hang {
+        // Seen, never answered: the exporter now waits for its timeout.
+        lock(received).requests.push(seen);
+        std::future::pending::<()>().await;
+        unreachable!("a hanging receiver never answers");
+    }
+    let response = if grpc {
+        answer_grpc(&mut seen, &body, received)
+    } else {
+        answer_http(&mut seen, &body, received)
+    };
+    lock(received).requests.push(seen);
+    response
+}
+
+/// Answers a gRPC call (HTTP status 200; the outcome is in the trailers).
+fn answer_grpc(
+    seen: &mut ReceivedRequest,
+    body: &[u8],
+    received: &Mutex<Received>,
+) -> Response<AnswerBody> {
+    let result = match grpc::signal_of(&seen.path) {
+        None => Err(format!("no gRPC method {}", seen.path)),
+        Some(signal) => {
+            grpc::unframe(body, &seen.content_encoding).and_then(|(message, gzipped)| {
+                seen.gzipped = gzipped;
+                store(signal, &message, received)
+            })
+        }
+    };
+    seen.status = 200;
+    seen.error = result.as_ref().err().cloned();
+    let mut response = Response::new(grpc::answer(result).boxed());
+    response.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// Answers an OTLP/HTTP request.
+fn answer_http(
+    seen: &mut ReceivedRequest,
+    body: &[u8],
+    received: &Mutex<Received>,
+) -> Response<AnswerBody> {
+    let (status, answer, error) = match decode_http(seen, body, received) {
+        Ok(answer) => (StatusCode::OK, Bytes::from(answer), None),
+        Err((status, error)) => (status, Bytes::new(), Some(error)),
+    };
+    seen.status = status.as_u16();
+    seen.error = error;
     respond(status, answer)
 }
 
-fn decode(
-    method: &str,
-    path: &str,
-    content_type: &str,
-    content_encoding: &str,
+fn decode_http(
+    seen: &mut ReceivedRequest,
     body: &[u8],
     received: &Mutex<Received>,
-) -> (StatusCode, Bytes, Option<String>) {
-    if !path.starts_with("/v1/") {
-        return (
-            StatusCode::NOT_FOUND,
-            Bytes::new(),
-            Some("not under /v1/".into()),
-        );
-    }
-    if path != "/v1/traces" && path != "/v1/metrics" {
-        // Logs, profiles: accepted and ignored.
-        return (StatusCode::OK, Bytes::new(), None);
-    }
-    if method != "POST" {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            Bytes::new(),
-            Some(format!("{method}, not POST")),
-        );
-    }
-    if !content_encoding.is_empty() && content_encoding != "identity" {
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Bytes::new(),
-            Some(format!(
-                "content-encoding {content_encoding} is not supported"
-            )),
-        );
-    }
-    if content_type != "application/x-protobuf" {
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Bytes::new(),
-            Some(format!(
-                "content-type {content_type:?}, not application/x-protobuf"
-            )),
-        );
-    }
-    if path == "/v1/traces" {
-        match ExportTraceServiceRequest::decode(body) {
-            Ok(request) => {
-                let spans = flatten_spans(request);
-                received
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .spans
-                    .extend(spans);
-                let answer = ExportTraceServiceResponse::default().encode_to_vec();
-                (StatusCode::OK, answer.into(), None)
-            }
-            Err(err) => (
-                StatusCode::BAD_REQUEST,
-                Bytes::new(),
-                Some(format!("not an ExportTraceServiceRequest: {err}")),
-            ),
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    let signal = match seen.path.as_str() {
+        "/v1/traces" => Signal::Traces,
+        "/v1/metrics" => Signal::Metrics,
+        "/v1/logs" => Signal::Logs,
+        path if path.starts_with("/v1/") => {
+            // Profiles and the like: accepted and ignored.
+            return Ok(Vec::new());
         }
-    } else {
-        match ExportMetricsServiceRequest::decode(body) {
-            Ok(request) => {
-                let names = request
-                    .resource_metrics
-                    .into_iter()
-                    .flat_map(|r| r.scope_metrics)
-                    .flat_map(|s| s.metrics)
-                    .map(|m| m.name);
-                received
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .metric_names
-                    .extend(names);
-                let answer = ExportMetricsServiceResponse::default().encode_to_vec();
-                (StatusCode::OK, answer.into(), None)
-            }
-            Err(err) => (
-                StatusCode::BAD_REQUEST,
-                Bytes::new(),
-                Some(format!("not an ExportMetricsServiceRequest: {err}")),
-            ),
+        _ => return Err((StatusCode::NOT_FOUND, "not under /v1/".into())),
+    };
+    if seen.method != "POST" {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{}, not POST", seen.method),
+        ));
+    }
+    let unsupported = |why: String| (StatusCode::UNSUPPORTED_MEDIA_TYPE, why);
+    let body = match seen.content_encoding.as_str() {
+        "" | "identity" => body.to_vec(),
+        "gzip" => {
+            seen.gzipped = true;
+            gunzip(body).map_err(|err| (StatusCode::BAD_REQUEST, err))?
+        }
+        other => {
+            return Err(unsupported(format!(
+                "content-encoding {other} is not supported"
+            )))
+        }
+    };
+    if seen.content_type != "application/x-protobuf" {
+        return Err(unsupported(format!(
+            "content-type {:?}, not application/x-protobuf",
+            seen.content_type
+        )));
+    }
+    store(signal, &body, received).map_err(|err| (StatusCode::BAD_REQUEST, err))
+}
+
+/// `body` un-gzipped, or why it is not gzip.
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .map_err(|err| format!("the body is not gzip: {err}"))?;
+    Ok(out)
+}
+
+/// Decodes one export of `signal` and keeps what it carries; the encoded
+/// (empty) response.
+fn store(signal: Signal, message: &[u8], received: &Mutex<Received>) -> Result<Vec<u8>, String> {
+    match signal {
+        Signal::Traces => {
+            let request = ExportTraceServiceRequest::decode(message)
+                .map_err(|err| format!("not an ExportTraceServiceRequest: {err}"))?;
+            lock(received).spans.extend(flatten_spans(request));
+            Ok(ExportTraceServiceResponse::default().encode_to_vec())
+        }
+        Signal::Metrics => {
+            let request = ExportMetricsServiceRequest::decode(message)
+                .map_err(|err| format!("not an ExportMetricsServiceRequest: {err}"))?;
+            let names = request
+                .resource_metrics
+                .into_iter()
+                .flat_map(|r| r.scope_metrics)
+                .flat_map(|s| s.metrics)
+                .map(|m| m.name);
+            lock(received).metric_names.extend(names);
+            Ok(ExportMetricsServiceResponse::default().encode_to_vec())
+        }
+        Signal::Logs => {
+            let request = ExportLogsServiceRequest::decode(message)
+                .map_err(|err| format!("not an ExportLogsServiceRequest: {err}"))?;
+            lock(received).logs.extend(flatten_logs(request));
+            Ok(ExportLogsServiceResponse::default().encode_to_vec())
         }
     }
 }
 
-fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+fn flatten_logs(request: ExportLogsServiceRequest) -> Vec<ReceivedLog> {
+    let mut out = Vec::new();
+    for resource_logs in request.resource_logs {
+        let resource = attributes(
+            resource_logs
+                .resource
+                .map(|r| r.attributes)
+                .unwrap_or_default(),
+        );
+        for record in resource_logs
+            .scope_logs
+            .into_iter()
+            .flat_map(|s| s.log_records)
+        {
+            let id = |bytes: &[u8]| (bytes.iter().any(|b| *b != 0)).then(|| hex(bytes));
+            out.push(ReceivedLog {
+                resource: resource.clone(),
+                body: value(record.body).to_string(),
+                severity_text: record.severity_text,
+                trace_id: id(&record.trace_id),
+                span_id: id(&record.span_id),
+                attributes: attributes(record.attributes),
+            });
+        }
+    }
+    out
+}
+
+fn respond(status: StatusCode, body: Bytes) -> Response<AnswerBody> {
+    let mut response = Response::new(Full::new(body).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(
         "content-type",

@@ -15,6 +15,24 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// The built `orders_consumer` with `args`, in an environment without the
+/// caller's Kafka and OpenTelemetry settings, exporting nothing unless the
+/// caller says so.
+pub fn orders_consumer(args: &[&str]) -> Command {
+    let mut command = Command::new(example_binary("orders_consumer"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("KAFKA_") || name.starts_with("OTEL_") || name == "RUST_LOG" {
+            command.env_remove(&*name);
+        }
+    }
+    command
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .args(args);
+    command
+}
+
 /// The path of the built example `name`. Panics, saying how to build it,
 /// when it is missing.
 pub fn example_binary(name: &str) -> PathBuf {

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use kafka_handler_tests::kafka::{
     self, committed_offsets, send_order, Produced, TraceParent, FAST_GROUP_FLAGS,
 };
-use kafka_handler_tests::process::Stream;
+use kafka_handler_tests::process::{orders_consumer, Stream};
 use kafka_handler_tests::{
-    closed_port, example_command, http, wait_for, wait_until, ChildProcess, DevBroker,
-    OtlpReceiver, ReceivedSpan, Signal,
+    closed_port, http, wait_for, wait_until, ChildProcess, DevBroker, OtlpReceiver, ReceivedSpan,
+    Signal,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{ClientConfig, Message as _};
@@ -31,12 +31,6 @@ const EXIT: Duration = Duration::from_secs(60);
 
 /// Every handler of `orders_consumer`, as `--list` names them.
 const HANDLERS: [&str; 5] = ["bill", "audit", "pack", "review", "mail"];
-
-/// `orders_consumer` with `args`, in an environment without the caller's
-/// Kafka and OpenTelemetry settings, exporting nothing unless a test says so.
-fn orders_consumer(args: &[&str]) -> Command {
-    example_command("orders_consumer", args)
-}
 
 /// `orders_consumer` against `broker` with fast group joins, exporting
 /// spans to `receiver` every 100 ms.
@@ -82,6 +76,11 @@ fn the_otlp_receiver_decodes_what_the_sdk_exports() {
     use opentelemetry::{Context, KeyValue};
     use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 
+    // kafka-handler's `main` feature builds reqwest with rustls but no
+    // crypto provider of its own; a program that builds its own client
+    // installs one, as the generated binaries do.
+    #[allow(deprecated)] // ring: see the runtime's telemetry/tls.rs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let receiver = OtlpReceiver::start();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()

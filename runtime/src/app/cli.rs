@@ -18,10 +18,16 @@ OpenTelemetry (standard variables):
   OTEL_RESOURCE_ATTRIBUTES      more resource attributes, k=v,k=v
   OTEL_TRACES_EXPORTER          otlp | console | none [default: otlp]
   OTEL_METRICS_EXPORTER         otlp | console | none [default: otlp]
-  OTEL_EXPORTER_OTLP_ENDPOINT   [default: http://localhost:4318, or :4317 for grpc]
+  OTEL_LOGS_EXPORTER            otlp | none: log lines to OTLP too [default: none]
+  OTEL_EXPORTER_OTLP_ENDPOINT   http:// or https:// [default: http://localhost:4318,
+                                or :4317 for grpc]
   OTEL_EXPORTER_OTLP_PROTOCOL   http/protobuf | grpc [default: http/protobuf]
   OTEL_EXPORTER_OTLP_HEADERS    k=v,k=v sent with every export
-  OTEL_EXPORTER_OTLP_TIMEOUT    milliseconds per export [default: 10000]
+  OTEL_EXPORTER_OTLP_TIMEOUT    milliseconds per export, 0 for no limit [default: 10000]
+  OTEL_EXPORTER_OTLP_COMPRESSION  gzip | none [default: none]
+  OTEL_EXPORTER_OTLP_CERTIFICATE  CA file (PEM) for https:// [default: system roots]
+  OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_KEY
+                                PEM files for mutual TLS
   OTEL_TRACES_SAMPLER           always_on | always_off | traceidratio |
                                 parentbased_always_on | parentbased_always_off |
                                 parentbased_traceidratio [default: parentbased_always_on]
@@ -29,8 +35,8 @@ OpenTelemetry (standard variables):
   OTEL_PROPAGATORS              tracecontext,baggage | b3 | b3multi | none
                                 [default: tracecontext,baggage]
   OTEL_SPAN_LINK_COUNT_LIMIT    [default: 128, or the largest batch max_records]
-  OTEL_BSP_*, OTEL_METRIC_EXPORT_INTERVAL and the per-signal
-  OTEL_EXPORTER_OTLP_TRACES_* / _METRICS_* variables are honoured too.
+  OTEL_BSP_*, OTEL_BLRP_*, OTEL_METRIC_EXPORT_INTERVAL and the per-signal
+  OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_* variables are honoured too.
 
 Exit codes: 0 after a clean shutdown or a passing --check, 1 when the
 consumer fails or --check finds a problem, 2 for invalid configuration,
@@ -473,6 +479,8 @@ mod tests {
             "RUST_LOG",
             "OTEL_TRACES_EXPORTER",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "OTEL_LOGS_EXPORTER",
             "OTEL_PROPAGATORS",
         ] {
             assert!(help.contains(needle), "--help lacks {needle}:\n{help}");

@@ -1,16 +1,24 @@
 //! The `OTEL_*` environment variables, read strictly: a value this binary
 //! cannot honour is an error that names the variable and the fix, never
-//! silently ignored.
+//! silently ignored. This module reads the SDK's own (resource, sampler,
+//! limits, batch processors, metric reader); [`target`](super::target)
+//! reads where each signal goes.
+//!
+//! Numbers follow the specification's types: a duration may be `0` (a
+//! schedule delay of `0` means no delay), a timeout of `0` means no limit
+//! ([`NO_LIMIT`]). Where the specification says to warn and ignore a bad
+//! value, this binary stops with the error instead.
 //!
 //! The reading is pure: every reader takes an [`Env`] lookup, so tests
 //! need not touch the process environment.
 
-use std::fmt;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{Sampler, SpanLimits};
+
+use super::target::{exporter, Exporter, OtlpTarget, LOGS, METRICS, TRACES};
 
 /// Reads one environment variable: `Some` when it is set.
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -35,14 +43,14 @@ impl<'a> Env<'a> {
 
     /// The value, trimmed; `None` when unset or blank (the specification
     /// reads an empty value as unset).
-    fn get(&self, name: &str) -> Option<String> {
+    pub(super) fn get(&self, name: &str) -> Option<String> {
         (self.lookup)(name)
             .map(|value| value.trim().to_owned())
             .filter(|value| !value.is_empty())
     }
 
     /// The first of `names` that is set, with its name.
-    fn first(&self, names: &[&'static str]) -> Option<(&'static str, String)> {
+    pub(super) fn first(&self, names: &[&'static str]) -> Option<(&'static str, String)> {
         names
             .iter()
             .find_map(|name| self.get(name).map(|value| (*name, value)))
@@ -59,21 +67,39 @@ impl<'a> Env<'a> {
             .transpose()
     }
 
-    /// A positive number of milliseconds, or an error naming the variable.
-    fn millis(&self, name: &'static str) -> Result<Option<Duration>, String> {
-        self.get(name).map(|value| millis(name, &value)).transpose()
+    /// A duration in milliseconds (`0` included), or an error naming the
+    /// variable.
+    pub(super) fn duration(&self, name: &'static str) -> Result<Option<Duration>, String> {
+        self.get(name)
+            .map(|value| duration(name, &value))
+            .transpose()
+    }
+
+    /// A timeout in milliseconds, `0` being [`NO_LIMIT`], or an error
+    /// naming the variable.
+    pub(super) fn timeout(&self, name: &'static str) -> Result<Option<Duration>, String> {
+        self.get(name)
+            .map(|value| timeout(name, &value))
+            .transpose()
     }
 }
 
-/// `value` of `name` as a positive number of milliseconds.
-fn millis(name: &str, value: &str) -> Result<Duration, String> {
-    match value.parse::<u64>() {
-        Ok(0) => Err(format!("{name}={value}: must be above 0 milliseconds")),
-        Ok(ms) => Ok(Duration::from_millis(ms)),
-        Err(_) => Err(format!(
-            "{name}={value}: expected a number of milliseconds, e.g. 10000"
-        )),
-    }
+/// What a timeout of `0` stands for: the specification reads it as
+/// "indefinite" and allows "a very long time" instead; this is the
+/// largest number of milliseconds a 32-bit integer holds (24.8 days).
+pub(super) const NO_LIMIT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// `value` of `name` as a number of milliseconds, `0` included.
+pub(super) fn duration(name: &str, value: &str) -> Result<Duration, String> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("{name}={value}: expected a number of milliseconds, e.g. 10000"))
+}
+
+/// `value` of `name` as a timeout in milliseconds: `0` is [`NO_LIMIT`].
+pub(super) fn timeout(name: &str, value: &str) -> Result<Duration, String> {
+    duration(name, value).map(|limit| if limit.is_zero() { NO_LIMIT } else { limit })
 }
 
 /// `true` turns every exporter off.
@@ -86,26 +112,6 @@ const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 const SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 /// The ratio of the `*traceidratio` samplers.
 const SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
-/// The collector's base URL, for both signals.
-pub(super) const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-/// `http/protobuf` or `grpc`, for both signals.
-const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-/// Milliseconds per export, for both signals.
-const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
-/// Headers sent with every export, `k=v,k=v`.
-const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
-/// `true`: `http://` for a gRPC endpoint given without a scheme.
-const INSECURE: &str = "OTEL_EXPORTER_OTLP_INSECURE";
-/// Export compression; only `none` is compiled in.
-const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
-/// Spans the batch processor holds before dropping.
-const BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
-/// Milliseconds between the batch processor's exports.
-const BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
-/// Spans per export.
-const BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
-/// Milliseconds an export of spans may take (caps the OTLP timeout).
-const BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
 /// Milliseconds between metric exports.
 const METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 /// Milliseconds a metric export may take (caps the OTLP timeout).
@@ -113,60 +119,30 @@ const METRIC_EXPORT_TIMEOUT: &str = "OTEL_METRIC_EXPORT_TIMEOUT";
 /// `cumulative`, `delta` or `lowmemory`, for OTLP metrics.
 const METRICS_TEMPORALITY: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
 
-/// The batch span processor's queue unless `OTEL_BSP_MAX_QUEUE_SIZE` says
-/// otherwise: the SDK's 2048 drops spans at full consumer speed.
-const DEFAULT_SPAN_QUEUE: usize = 65_536;
-/// The OTLP exporters' timeout per export (the specification's default).
-pub(super) const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The variables of one signal (traces or metrics).
-#[derive(Debug)]
-pub(super) struct Signal {
-    /// `OTEL_TRACES_EXPORTER`.
-    pub(super) exporter: &'static str,
-    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
-    endpoint: &'static str,
-    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`.
-    protocol: &'static str,
-    /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`.
-    timeout: &'static str,
-    /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`.
-    headers: &'static str,
-    /// `OTEL_EXPORTER_OTLP_TRACES_INSECURE`.
-    insecure: &'static str,
-    /// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`.
-    compression: &'static str,
-    /// Appended to `OTEL_EXPORTER_OTLP_ENDPOINT` for OTLP/HTTP.
-    path: &'static str,
-    /// What is exported, for messages: `spans`.
-    pub(super) noun: &'static str,
-}
-
-/// The trace signal's variables.
-pub(super) const TRACES: Signal = Signal {
-    exporter: "OTEL_TRACES_EXPORTER",
-    endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-    headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    insecure: "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
-    compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-    path: "/v1/traces",
-    noun: "spans",
+/// The batch span processor's variables and defaults. Its queue holds
+/// 65,536 spans unless `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise: the SDK's
+/// 2048 drops spans at full consumer speed.
+const BSP: BatchVars = BatchVars {
+    max_queue_size: ("OTEL_BSP_MAX_QUEUE_SIZE", 65_536),
+    scheduled_delay: ("OTEL_BSP_SCHEDULE_DELAY", Duration::from_secs(5)),
+    max_export_batch_size: ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+    export_timeout: "OTEL_BSP_EXPORT_TIMEOUT",
+    items: "span",
 };
 
-/// The metric signal's variables.
-pub(super) const METRICS: Signal = Signal {
-    exporter: "OTEL_METRICS_EXPORTER",
-    endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-    protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-    timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
-    headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
-    insecure: "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
-    compression: "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
-    path: "/v1/metrics",
-    noun: "metrics",
+/// The batch log record processor's variables and the specification's
+/// defaults.
+const BLRP: BatchVars = BatchVars {
+    max_queue_size: ("OTEL_BLRP_MAX_QUEUE_SIZE", 2048),
+    scheduled_delay: ("OTEL_BLRP_SCHEDULE_DELAY", Duration::from_secs(1)),
+    max_export_batch_size: ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512),
+    export_timeout: "OTEL_BLRP_EXPORT_TIMEOUT",
+    items: "log record",
 };
+
+/// What a schedule delay of `0` ("no delay") becomes: the SDK's batch
+/// processors would spin on a zero wait, so they look every millisecond.
+const SHORTEST_SCHEDULE_DELAY: Duration = Duration::from_millis(1);
 
 /// Everything read from the environment.
 #[derive(Debug)]
@@ -175,6 +151,8 @@ pub(super) struct Config {
     pub(super) traces: TraceSettings,
     /// The meter provider's settings.
     pub(super) metrics: MetricSettings,
+    /// The logger provider's settings.
+    pub(super) logs: LogSettings,
     /// `OTEL_RESOURCE_ATTRIBUTES` (decoded) and `service.name`, last.
     pub(super) resource: Vec<KeyValue>,
 }
@@ -190,13 +168,16 @@ impl Config {
         let disabled = sdk_disabled(env)?;
         let mut traces = TraceSettings::read(env, max_batch_records)?;
         let mut metrics = MetricSettings::read(env)?;
+        let mut logs = LogSettings::read(env)?;
         if disabled {
             traces.exporter = Exporter::None;
             metrics.exporter = Exporter::None;
+            logs.exporter = Exporter::None;
         }
         Ok(Self {
             traces,
             metrics,
+            logs,
             resource: resource_attributes(env, binary)?,
         })
     }
@@ -209,314 +190,6 @@ fn sdk_disabled(env: Env<'_>) -> Result<bool, String> {
         Some(value) if value.eq_ignore_ascii_case("true") => Ok(true),
         Some(value) if value.eq_ignore_ascii_case("false") => Ok(false),
         Some(value) => Err(format!("{SDK_DISABLED}={value}: expected true or false")),
-    }
-}
-
-/// Where a signal goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Exporter {
-    /// Nowhere (`none`).
-    None,
-    /// To stdout, one line per span (`console`).
-    Console,
-    /// To an OTLP endpoint (`otlp`, the default).
-    Otlp(OtlpTarget),
-}
-
-impl fmt::Display for Exporter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Exporter::None => f.write_str("none"),
-            Exporter::Console => f.write_str("console"),
-            Exporter::Otlp(target) => write!(
-                f,
-                "otlp {} {}",
-                target.protocol.as_str(),
-                target.endpoint.url
-            ),
-        }
-    }
-}
-
-/// An exporter name from `OTEL_*_EXPORTER`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ExporterKind {
-    Otlp,
-    Console,
-    None,
-}
-
-/// The signal's exporter, with its OTLP target when it is `otlp`.
-fn exporter(env: Env<'_>, signal: &Signal) -> Result<Exporter, String> {
-    Ok(match exporter_kind(env, signal)? {
-        ExporterKind::None => Exporter::None,
-        ExporterKind::Console => Exporter::Console,
-        ExporterKind::Otlp => Exporter::Otlp(otlp_target(env, signal)?),
-    })
-}
-
-/// `OTEL_{TRACES,METRICS}_EXPORTER`: `otlp` (default), `console` or `none`.
-/// The variable is a list, but this binary exports each signal one way:
-/// one name (repeats allowed), or `none` alone.
-fn exporter_kind(env: Env<'_>, signal: &Signal) -> Result<ExporterKind, String> {
-    let var = signal.exporter;
-    let Some(value) = env.get(var) else {
-        return Ok(ExporterKind::Otlp);
-    };
-    let mut chosen: Vec<ExporterKind> = Vec::new();
-    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let kind = match name.to_ascii_lowercase().as_str() {
-            "otlp" => ExporterKind::Otlp,
-            "console" => ExporterKind::Console,
-            "none" => ExporterKind::None,
-            other => return Err(unknown_exporter(signal, &value, other)),
-        };
-        if !chosen.contains(&kind) {
-            chosen.push(kind);
-        }
-    }
-    match chosen.as_slice() {
-        [] => Ok(ExporterKind::Otlp),
-        [one] => Ok(*one),
-        several if several.contains(&ExporterKind::None) => Err(format!(
-            "{var}={value}: `none` cannot be combined with another exporter; \
-             set {var}=none to export no {}, or name one exporter",
-            signal.noun
-        )),
-        _ => Err(format!(
-            "{var}={value}: one exporter at a time; set {var} to otlp, console or none"
-        )),
-    }
-}
-
-/// The error for an exporter name this binary does not know, with a hint
-/// for the names the specification defines.
-fn unknown_exporter(signal: &Signal, value: &str, name: &str) -> String {
-    let hint = match name {
-        "zipkin" => "; to reach Zipkin, export OTLP to a collector that forwards to it",
-        "jaeger" => "; Jaeger accepts OTLP: keep otlp and point OTEL_EXPORTER_OTLP_ENDPOINT at it",
-        "logging" => "; `logging` is now called `console`",
-        "prometheus" if signal.exporter == METRICS.exporter => {
-            "; for Prometheus scraping, pass --metrics-addr (and set \
-             OTEL_METRICS_EXPORTER=none when there is no OTLP collector)"
-        }
-        _ => "",
-    };
-    format!(
-        "{}={value}: exporter {name:?} is unknown or unsupported; valid: otlp, console, none{hint}",
-        signal.exporter
-    )
-}
-
-/// The OTLP wire protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Protocol {
-    /// `http/protobuf`, the default.
-    HttpProtobuf,
-    /// `grpc`.
-    Grpc,
-}
-
-impl Protocol {
-    /// The `OTEL_EXPORTER_OTLP_PROTOCOL` value.
-    fn as_str(self) -> &'static str {
-        match self {
-            Protocol::HttpProtobuf => "http/protobuf",
-            Protocol::Grpc => "grpc",
-        }
-    }
-}
-
-/// Where and how one signal is exported over OTLP.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct OtlpTarget {
-    /// The wire protocol.
-    pub(super) protocol: Protocol,
-    /// Where the exports go.
-    pub(super) endpoint: Endpoint,
-    /// Per export, all retries included.
-    pub(super) timeout: Duration,
-}
-
-/// An endpoint URL and the variable it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Endpoint {
-    /// The full URL exports go to (`http://localhost:4318/v1/traces`).
-    pub(super) url: String,
-    /// The variable that set it; `None` for the default.
-    pub(super) source: Option<&'static str>,
-}
-
-/// The signal's protocol, endpoint and timeout; also checks its headers
-/// variable (which the OTLP crate reads itself).
-fn otlp_target(env: Env<'_>, signal: &Signal) -> Result<OtlpTarget, String> {
-    let protocol = protocol(env, signal)?;
-    let endpoint = endpoint(env, signal, protocol)?;
-    let timeout = match env.first(&[signal.timeout, TIMEOUT]) {
-        Some((var, value)) => millis(var, &value)?,
-        None => DEFAULT_OTLP_TIMEOUT,
-    };
-    check_headers(env, signal)?;
-    check_compression(env, signal)?;
-    Ok(OtlpTarget {
-        protocol,
-        endpoint,
-        timeout,
-    })
-}
-
-/// `OTEL_EXPORTER_OTLP_{TRACES_,}PROTOCOL`: `http/protobuf` (default) or
-/// `grpc` (any case). `http/json` is valid OpenTelemetry but not compiled in.
-fn protocol(env: Env<'_>, signal: &Signal) -> Result<Protocol, String> {
-    let Some((var, value)) = env.first(&[signal.protocol, PROTOCOL]) else {
-        return Ok(Protocol::HttpProtobuf);
-    };
-    match value.to_ascii_lowercase().as_str() {
-        "http/protobuf" => Ok(Protocol::HttpProtobuf),
-        "grpc" => Ok(Protocol::Grpc),
-        "http/json" => Err(format!(
-            "{var}=http/json: OTLP/JSON is not compiled into this binary; \
-             use http/protobuf (the default) or grpc"
-        )),
-        _ => Err(format!(
-            "{var}={value}: unknown protocol; valid: http/protobuf, grpc"
-        )),
-    }
-}
-
-/// The signal's endpoint, as the OTLP exporter specification resolves it:
-/// the signal's variable as is; else `OTEL_EXPORTER_OTLP_ENDPOINT`, plus
-/// `/v1/{signal}` for OTLP/HTTP; else `http://localhost:4318/v1/{signal}`
-/// or, for gRPC, `http://localhost:4317`. A gRPC endpoint without a scheme
-/// gets `http://` when `OTEL_EXPORTER_OTLP_{TRACES_,}INSECURE=true`, else
-/// `https://`.
-fn endpoint(env: Env<'_>, signal: &Signal, protocol: Protocol) -> Result<Endpoint, String> {
-    let (source, value) = match env.first(&[signal.endpoint, ENDPOINT]) {
-        Some(found) => found,
-        None => {
-            let url = match protocol {
-                Protocol::HttpProtobuf => format!("http://localhost:4318{}", signal.path),
-                Protocol::Grpc => "http://localhost:4317".to_owned(),
-            };
-            return Ok(Endpoint { url, source: None });
-        }
-    };
-    let url = if protocol == Protocol::Grpc && !value.contains("://") {
-        let insecure = env
-            .first(&[signal.insecure, INSECURE])
-            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
-        format!("{}://{value}", if insecure { "http" } else { "https" })
-    } else {
-        value.clone()
-    };
-    // The base URL is checked before the signal's path is appended to it.
-    check_endpoint(&url, protocol).map_err(|reason| format!("{source}={value}: {reason}"))?;
-    let url = if source == ENDPOINT && protocol == Protocol::HttpProtobuf {
-        join_path(&url, signal.path)
-    } else {
-        url
-    };
-    Ok(Endpoint {
-        url,
-        source: Some(source),
-    })
-}
-
-/// `base` + `path`, without doubling the `/` between them.
-fn join_path(base: &str, path: &str) -> String {
-    match base.strip_suffix('/') {
-        Some(base) => format!("{base}{path}"),
-        None => format!("{base}{path}"),
-    }
-}
-
-/// Checks that `url` is an `http://host[:port][/path]` URL this binary can
-/// export to (no TLS is compiled in).
-fn check_endpoint(url: &str, protocol: Protocol) -> Result<(), String> {
-    let default_port = match protocol {
-        Protocol::HttpProtobuf => 4318,
-        Protocol::Grpc => 4317,
-    };
-    let example = format!("http://collector:{default_port}");
-    let Some((scheme, _)) = url.split_once("://") else {
-        return Err(format!(
-            "not a URL: give the scheme and host, e.g. {example}"
-        ));
-    };
-    if scheme.eq_ignore_ascii_case("https") {
-        return Err(format!(
-            "https is not supported: this binary has no TLS; \
-             export over http:// to a collector or sidecar, e.g. {example}"
-        ));
-    }
-    if !scheme.eq_ignore_ascii_case("http") {
-        return Err(format!(
-            "unsupported scheme {scheme:?}; use http://, e.g. {example}"
-        ));
-    }
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|err| format!("not a valid URL ({err}); e.g. {example}"))?;
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("no host; e.g. {example}"));
-    }
-    let authority = uri.authority().map_or("", |authority| authority.as_str());
-    if port_text(authority).is_some_and(|port| port.parse::<u16>().is_err()) {
-        return Err(format!("the port is not a number; e.g. {example}"));
-    }
-    Ok(())
-}
-
-/// The text after the port's `:` in `authority` (`user@host:port`,
-/// `[::1]:port`), if it has one.
-fn port_text(authority: &str) -> Option<&str> {
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, rest)| rest);
-    let after_host = match host_port.strip_prefix('[') {
-        Some(bracketed) => bracketed.split_once(']').map_or("", |(_, rest)| rest),
-        None => host_port,
-    };
-    after_host.rsplit_once(':').map(|(_, port)| port)
-}
-
-/// Checks `OTEL_EXPORTER_OTLP_{TRACES_,}HEADERS` (the OTLP crate reads it
-/// and would silently drop a malformed entry). The message gives the
-/// entry's position, not its text, which may hold a secret.
-fn check_headers(env: Env<'_>, signal: &Signal) -> Result<(), String> {
-    let Some((var, value)) = env.first(&[signal.headers, HEADERS]) else {
-        return Ok(());
-    };
-    let entries = value.split(',').map(str::trim).filter(|e| !e.is_empty());
-    for (index, entry) in entries.enumerate() {
-        let well_formed = entry
-            .split_once('=')
-            .is_some_and(|(key, value)| !key.trim().is_empty() && !value.trim().is_empty());
-        if !well_formed {
-            return Err(format!(
-                "{var}: entry {} is not key=value; expected k1=v1,k2=v2 \
-                 (values percent-encoded)",
-                index + 1
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Checks `OTEL_EXPORTER_OTLP_{TRACES_,}COMPRESSION`: only `none` is
-/// compiled in (the OTLP crate would ignore `gzip` silently).
-fn check_compression(env: Env<'_>, signal: &Signal) -> Result<(), String> {
-    match env.first(&[signal.compression, COMPRESSION]) {
-        None => Ok(()),
-        Some((_, value)) if value.eq_ignore_ascii_case("none") => Ok(()),
-        Some((var, value))
-            if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("zstd") =>
-        {
-            Err(format!(
-                "{var}={value}: compression is not compiled into this binary; unset it or set none"
-            ))
-        }
-        Some((var, value)) => Err(format!("{var}={value}: unknown compression; valid: none")),
     }
 }
 
@@ -540,7 +213,7 @@ impl TraceSettings {
             exporter: exporter(env, &TRACES)?,
             sampler: sampler(env)?,
             limits: span_limits(env, max_batch_records)?,
-            batch: BatchSettings::read(env)?,
+            batch: BatchSettings::read(env, &BSP)?,
         })
     }
 
@@ -627,46 +300,59 @@ fn span_limits(env: Env<'_>, max_batch_records: usize) -> Result<SpanLimits, Str
     })
 }
 
-/// The batch span processor's settings, from `OTEL_BSP_*`.
+/// One batch processor's variables, with their defaults.
+#[derive(Debug)]
+struct BatchVars {
+    max_queue_size: (&'static str, usize),
+    scheduled_delay: (&'static str, Duration),
+    max_export_batch_size: (&'static str, usize),
+    export_timeout: &'static str,
+    /// What it queues, for messages: `span`.
+    items: &'static str,
+}
+
+/// A batch processor's settings, from `OTEL_BSP_*` or `OTEL_BLRP_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct BatchSettings {
     /// `OTEL_BSP_MAX_QUEUE_SIZE`.
     pub(super) max_queue_size: usize,
-    /// `OTEL_BSP_SCHEDULE_DELAY`.
+    /// `OTEL_BSP_SCHEDULE_DELAY`; `0` is [`SHORTEST_SCHEDULE_DELAY`].
     pub(super) scheduled_delay: Duration,
     /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
     pub(super) max_export_batch_size: usize,
-    /// `OTEL_BSP_EXPORT_TIMEOUT`, when set.
+    /// `OTEL_BSP_EXPORT_TIMEOUT`, when set; `0` is [`NO_LIMIT`].
     pub(super) export_timeout: Option<Duration>,
 }
 
 impl BatchSettings {
-    /// Reads the variables, or says which one is wrong.
-    fn read(env: Env<'_>) -> Result<Self, String> {
-        let max_queue_size = env
-            .count::<usize>(BSP_MAX_QUEUE_SIZE)?
-            .unwrap_or(DEFAULT_SPAN_QUEUE);
+    /// Reads `vars`, or says which one is wrong. A queue or batch size of
+    /// `0` is an error: the specification says positive.
+    fn read(env: Env<'_>, vars: &BatchVars) -> Result<Self, String> {
+        let (queue_var, default_queue) = vars.max_queue_size;
+        let max_queue_size = env.count::<usize>(queue_var)?.unwrap_or(default_queue);
         if max_queue_size == 0 {
             return Err(format!(
-                "{BSP_MAX_QUEUE_SIZE}=0: the queue needs room for a span"
+                "{queue_var}=0: the queue needs room for a {}",
+                vars.items
             ));
         }
-        let max_export_batch_size = env
-            .count::<usize>(BSP_MAX_EXPORT_BATCH_SIZE)?
-            .unwrap_or(512);
+        let (batch_var, default_batch) = vars.max_export_batch_size;
+        let max_export_batch_size = env.count::<usize>(batch_var)?.unwrap_or(default_batch);
         if max_export_batch_size == 0 || max_export_batch_size > max_queue_size {
             return Err(format!(
-                "{BSP_MAX_EXPORT_BATCH_SIZE}={max_export_batch_size}: must be from 1 to the \
-                 queue size ({max_queue_size}, {BSP_MAX_QUEUE_SIZE})"
+                "{batch_var}={max_export_batch_size}: must be from 1 to the \
+                 queue size ({max_queue_size}, {queue_var})"
             ));
         }
+        let (delay_var, default_delay) = vars.scheduled_delay;
+        let scheduled_delay = env
+            .duration(delay_var)?
+            .map_or(default_delay, |delay| delay.max(SHORTEST_SCHEDULE_DELAY));
         Ok(Self {
             max_queue_size,
-            scheduled_delay: env
-                .millis(BSP_SCHEDULE_DELAY)?
-                .unwrap_or(Duration::from_secs(5)),
+            scheduled_delay,
             max_export_batch_size,
-            export_timeout: env.millis(BSP_EXPORT_TIMEOUT)?,
+            export_timeout: env.timeout(vars.export_timeout)?,
         })
     }
 }
@@ -689,12 +375,46 @@ impl MetricSettings {
     fn read(env: Env<'_>) -> Result<Self, String> {
         Ok(Self {
             exporter: exporter(env, &METRICS)?,
-            interval: env
-                .millis(METRIC_EXPORT_INTERVAL)?
-                .unwrap_or(Duration::from_secs(60)),
-            export_timeout: env.millis(METRIC_EXPORT_TIMEOUT)?,
+            interval: metric_interval(env)?,
+            export_timeout: env.timeout(METRIC_EXPORT_TIMEOUT)?,
             temporality: temporality(env)?,
         })
+    }
+}
+
+/// `OTEL_METRIC_EXPORT_INTERVAL`, default 60 s. `0` is an error: the
+/// specification gives it no meaning, and the SDK would silently keep 60 s.
+fn metric_interval(env: Env<'_>) -> Result<Duration, String> {
+    match env.duration(METRIC_EXPORT_INTERVAL)? {
+        None => Ok(Duration::from_secs(60)),
+        Some(interval) if interval.is_zero() => Err(format!(
+            "{METRIC_EXPORT_INTERVAL}=0: must be above 0 milliseconds, e.g. 60000"
+        )),
+        Some(interval) => Ok(interval),
+    }
+}
+
+/// The logger provider's settings: where the log lines go besides stderr.
+#[derive(Debug)]
+pub(super) struct LogSettings {
+    /// `OTEL_LOGS_EXPORTER`: `none` (the default here) or `otlp`.
+    pub(super) exporter: Exporter,
+    /// The batch log record processor's `OTEL_BLRP_*` variables.
+    pub(super) batch: BatchSettings,
+}
+
+impl LogSettings {
+    /// Reads the variables, or says which one is wrong.
+    fn read(env: Env<'_>) -> Result<Self, String> {
+        Ok(Self {
+            exporter: exporter(env, &LOGS)?,
+            batch: BatchSettings::read(env, &BLRP)?,
+        })
+    }
+
+    /// The OTLP timeout, capped by `OTEL_BLRP_EXPORT_TIMEOUT`.
+    pub(super) fn export_timeout(&self, target: &OtlpTarget) -> Duration {
+        capped(target.timeout, self.batch.export_timeout)
     }
 }
 
@@ -770,12 +490,16 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::fmt;
 
     /// An environment of `vars`.
-    fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce(Env<'_>) -> T) -> T {
+    pub(in crate::app::telemetry) fn with_env<T>(
+        vars: &[(&str, &str)],
+        f: impl FnOnce(Env<'_>) -> T,
+    ) -> T {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -784,215 +508,9 @@ mod tests {
         f(Env::new(&lookup))
     }
 
-    fn traces_exporter(vars: &[(&str, &str)]) -> Result<Exporter, String> {
-        with_env(vars, |env| exporter(env, &TRACES))
-    }
-
-    fn metrics_exporter(vars: &[(&str, &str)]) -> Result<Exporter, String> {
-        with_env(vars, |env| exporter(env, &METRICS))
-    }
-
-    fn otlp(protocol: Protocol, url: &str, source: Option<&'static str>) -> Exporter {
-        Exporter::Otlp(OtlpTarget {
-            protocol,
-            endpoint: Endpoint {
-                url: url.to_owned(),
-                source,
-            },
-            timeout: DEFAULT_OTLP_TIMEOUT,
-        })
-    }
-
-    fn err_of<T: fmt::Debug>(result: Result<T, String>) -> String {
+    /// The error of `result`, which must be one.
+    pub(in crate::app::telemetry) fn err_of<T: fmt::Debug>(result: Result<T, String>) -> String {
         result.expect_err("must be a configuration error")
-    }
-
-    #[test]
-    fn exporters_default_to_otlp_over_http_on_localhost() {
-        assert_eq!(
-            traces_exporter(&[]),
-            Ok(otlp(
-                Protocol::HttpProtobuf,
-                "http://localhost:4318/v1/traces",
-                None
-            ))
-        );
-        assert_eq!(
-            metrics_exporter(&[("OTEL_METRICS_EXPORTER", " ")]),
-            Ok(otlp(
-                Protocol::HttpProtobuf,
-                "http://localhost:4318/v1/metrics",
-                None
-            ))
-        );
-    }
-
-    #[test]
-    fn exporter_names_are_one_of_otlp_console_none() {
-        let traces = |value: &str| traces_exporter(&[("OTEL_TRACES_EXPORTER", value)]);
-        assert_eq!(traces("console"), Ok(Exporter::Console));
-        assert_eq!(traces("NONE"), Ok(Exporter::None));
-        assert_eq!(traces(" console , console "), Ok(Exporter::Console));
-        for bad in ["zipkin", "jaeger", "logging", "otlp,zipkin"] {
-            let err = err_of(traces(bad));
-            assert!(err.starts_with("OTEL_TRACES_EXPORTER="), "{err}");
-            assert!(err.contains("valid: otlp, console, none"), "{err}");
-        }
-        assert!(err_of(traces("jaeger")).contains("Jaeger accepts OTLP"));
-        assert!(err_of(traces("otlp,console")).contains("one exporter at a time"));
-        assert!(err_of(traces("otlp,none")).contains("`none` cannot be combined"));
-        let prometheus = err_of(metrics_exporter(&[("OTEL_METRICS_EXPORTER", "prometheus")]));
-        assert!(prometheus.contains("--metrics-addr"), "{prometheus}");
-    }
-
-    #[test]
-    fn protocols_are_http_protobuf_or_grpc() {
-        assert_eq!(
-            traces_exporter(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "GRPC")]),
-            Ok(otlp(Protocol::Grpc, "http://localhost:4317", None))
-        );
-        assert_eq!(
-            traces_exporter(&[
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
-            ]),
-            Ok(otlp(
-                Protocol::HttpProtobuf,
-                "http://localhost:4318/v1/traces",
-                None
-            ))
-        );
-        let json = err_of(traces_exporter(&[(
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            "http/json",
-        )]));
-        assert!(json.contains("not compiled into this binary"), "{json}");
-        let unknown = err_of(traces_exporter(&[(
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            "thrift",
-        )]));
-        assert_eq!(
-            unknown,
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=thrift: unknown protocol; valid: http/protobuf, grpc"
-        );
-    }
-
-    #[test]
-    fn endpoints_resolve_as_the_exporter_specification_says() {
-        let base = Some(ENDPOINT);
-        assert_eq!(
-            traces_exporter(&[(ENDPOINT, "http://collector:4318")]),
-            Ok(otlp(
-                Protocol::HttpProtobuf,
-                "http://collector:4318/v1/traces",
-                base
-            ))
-        );
-        assert_eq!(
-            metrics_exporter(&[(ENDPOINT, "http://collector:4318/otlp/")]),
-            Ok(otlp(
-                Protocol::HttpProtobuf,
-                "http://collector:4318/otlp/v1/metrics",
-                base
-            ))
-        );
-        let signal = Some("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-        assert_eq!(
-            traces_exporter(&[
-                (ENDPOINT, "http://ignored:1"),
-                (
-                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                    "http://tempo:4318/custom"
-                ),
-            ]),
-            Ok(otlp(
-                Protocol::HttpProtobuf,
-                "http://tempo:4318/custom",
-                signal
-            ))
-        );
-        assert_eq!(
-            traces_exporter(&[(PROTOCOL, "grpc"), (ENDPOINT, "http://collector:4317")]),
-            Ok(otlp(Protocol::Grpc, "http://collector:4317", base))
-        );
-        assert_eq!(
-            traces_exporter(&[
-                (PROTOCOL, "grpc"),
-                (ENDPOINT, "collector:4317"),
-                (INSECURE, "true")
-            ]),
-            Ok(otlp(Protocol::Grpc, "http://collector:4317", base))
-        );
-    }
-
-    #[test]
-    fn malformed_endpoints_are_errors_naming_the_variable() {
-        let cases = [
-            (
-                vec![(ENDPOINT, "localhost:4318")],
-                "OTEL_EXPORTER_OTLP_ENDPOINT=localhost:4318: not a URL",
-            ),
-            (
-                vec![(ENDPOINT, "https://collector:4318")],
-                "https is not supported",
-            ),
-            (vec![(ENDPOINT, "ftp://collector")], "unsupported scheme"),
-            (
-                vec![(ENDPOINT, "http://")],
-                "OTEL_EXPORTER_OTLP_ENDPOINT=http://:",
-            ),
-            (
-                vec![(ENDPOINT, "http://host:port")],
-                "the port is not a number",
-            ),
-            (vec![(ENDPOINT, "http://host:4318 /x")], "not a valid URL"),
-            (
-                vec![(PROTOCOL, "grpc"), (ENDPOINT, "collector:4317")],
-                "https is not supported",
-            ),
-        ];
-        for (vars, expected) in cases {
-            let err = err_of(traces_exporter(&vars));
-            assert!(err.contains(expected), "{vars:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn timeouts_and_headers_are_checked() {
-        let timeout = |vars: &[(&str, &str)]| match traces_exporter(vars) {
-            Ok(Exporter::Otlp(target)) => Ok(target.timeout),
-            Ok(other) => panic!("{other:?}"),
-            Err(err) => Err(err),
-        };
-        assert_eq!(
-            timeout(&[(TIMEOUT, "2500")]),
-            Ok(Duration::from_millis(2500))
-        );
-        assert_eq!(
-            timeout(&[
-                (TIMEOUT, "2500"),
-                ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700")
-            ]),
-            Ok(Duration::from_millis(700))
-        );
-        assert!(err_of(timeout(&[(TIMEOUT, "10s")])).contains("expected a number of milliseconds"));
-        assert!(err_of(timeout(&[(TIMEOUT, "0")])).contains("above 0"));
-
-        assert!(traces_exporter(&[(COMPRESSION, "none")]).is_ok());
-        assert!(err_of(traces_exporter(&[(COMPRESSION, "gzip")])).contains("not compiled"));
-        assert!(err_of(metrics_exporter(&[(
-            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
-            "br"
-        )]))
-        .contains("unknown compression"));
-
-        assert!(traces_exporter(&[(HEADERS, "api-key=abc, x-tenant=acme")]).is_ok());
-        let err = err_of(traces_exporter(&[(HEADERS, "api-key=abc,secret-token")]));
-        assert!(err.contains("entry 2 is not key=value"), "{err}");
-        assert!(
-            !err.contains("secret-token"),
-            "must not echo header values: {err}"
-        );
     }
 
     fn sampler_of(vars: &[(&str, &str)]) -> Result<String, String> {
@@ -1047,7 +565,7 @@ mod tests {
 
     #[test]
     fn the_span_queue_is_large_unless_configured() {
-        let batch = |vars: &[(&str, &str)]| with_env(vars, BatchSettings::read);
+        let batch = |vars: &[(&str, &str)]| with_env(vars, |env| BatchSettings::read(env, &BSP));
         assert_eq!(
             batch(&[]),
             Ok(BatchSettings {
@@ -1058,10 +576,10 @@ mod tests {
             })
         );
         let custom = batch(&[
-            (BSP_MAX_QUEUE_SIZE, "4096"),
-            (BSP_SCHEDULE_DELAY, "200"),
-            (BSP_MAX_EXPORT_BATCH_SIZE, "1024"),
-            (BSP_EXPORT_TIMEOUT, "3000"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "4096"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1024"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "3000"),
         ])
         .expect("valid");
         assert_eq!(custom.max_queue_size, 4096);
@@ -1069,20 +587,85 @@ mod tests {
         assert_eq!(custom.max_export_batch_size, 1024);
         assert_eq!(custom.export_timeout, Some(Duration::from_secs(3)));
         assert!(err_of(batch(&[
-            (BSP_MAX_QUEUE_SIZE, "100"),
-            (BSP_MAX_EXPORT_BATCH_SIZE, "512")
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512")
         ]))
         .contains("queue size (100"));
-        assert!(err_of(batch(&[(BSP_SCHEDULE_DELAY, "soon")]))
+        assert!(err_of(batch(&[("OTEL_BSP_SCHEDULE_DELAY", "soon")]))
             .starts_with("OTEL_BSP_SCHEDULE_DELAY=soon"));
+    }
+
+    #[test]
+    fn log_batches_use_the_blrp_variables_and_defaults() {
+        let batch = |vars: &[(&str, &str)]| with_env(vars, |env| BatchSettings::read(env, &BLRP));
+        assert_eq!(
+            batch(&[("OTEL_BSP_MAX_QUEUE_SIZE", "4096")]),
+            Ok(BatchSettings {
+                max_queue_size: 2048,
+                scheduled_delay: Duration::from_secs(1),
+                max_export_batch_size: 512,
+                export_timeout: None,
+            })
+        );
+        assert!(err_of(batch(&[("OTEL_BLRP_MAX_QUEUE_SIZE", "0")])).contains("a log record"));
+    }
+
+    /// The specification's meanings of `0`: no delay for a schedule delay
+    /// (a millisecond, so the processor does not spin), no limit for a
+    /// timeout; positive sizes and a metric interval stay errors.
+    #[test]
+    fn zero_means_no_delay_or_no_limit_where_the_specification_says_so() {
+        let batch = with_env(
+            &[
+                ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+                ("OTEL_BSP_EXPORT_TIMEOUT", "0"),
+            ],
+            |env| BatchSettings::read(env, &BSP),
+        )
+        .expect("valid");
+        assert_eq!(batch.scheduled_delay, SHORTEST_SCHEDULE_DELAY);
+        assert_eq!(batch.export_timeout, Some(NO_LIMIT));
+        let config = with_env(
+            &[
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
+                (METRIC_EXPORT_TIMEOUT, "0"),
+            ],
+            |env| Config::read(env, 0, "consumer"),
+        )
+        .expect("valid");
+        let Exporter::Otlp(target) = &config.metrics.exporter else {
+            panic!("otlp");
+        };
+        assert_eq!(target.timeout, NO_LIMIT);
+        assert_eq!(
+            capped(target.timeout, config.metrics.export_timeout),
+            NO_LIMIT
+        );
+        for (var, expected) in [
+            (
+                "OTEL_BSP_MAX_QUEUE_SIZE",
+                "OTEL_BSP_MAX_QUEUE_SIZE=0: the queue needs room",
+            ),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "must be from 1"),
+            (METRIC_EXPORT_INTERVAL, "must be above 0 milliseconds"),
+        ] {
+            let err = err_of(with_env(&[(var, "0")], |env| Config::read(env, 0, "c")));
+            assert!(err.contains(expected), "{var}: {err}");
+        }
+        assert!(
+            err_of(with_env(&[("OTEL_BSP_SCHEDULE_DELAY", "-1")], |env| {
+                Config::read(env, 0, "c")
+            }))
+            .contains("expected a number of milliseconds")
+        );
     }
 
     #[test]
     fn the_export_timeout_is_capped_by_the_processor_and_reader_timeouts() {
         let config = with_env(
             &[
-                (TIMEOUT, "10000"),
-                (BSP_EXPORT_TIMEOUT, "2000"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "10000"),
+                ("OTEL_BSP_EXPORT_TIMEOUT", "2000"),
                 (METRIC_EXPORT_TIMEOUT, "20000"),
             ],
             |env| Config::read(env, 0, "consumer"),
@@ -1128,6 +711,13 @@ mod tests {
             with_env(&[(SDK_DISABLED, "TRUE")], |env| Config::read(env, 0, "c")).expect("valid");
         assert_eq!(config.traces.exporter, Exporter::None);
         assert_eq!(config.metrics.exporter, Exporter::None);
+        assert_eq!(config.logs.exporter, Exporter::None);
+        let logs = with_env(
+            &[(SDK_DISABLED, "true"), ("OTEL_LOGS_EXPORTER", "otlp")],
+            |env| Config::read(env, 0, "c"),
+        )
+        .expect("valid");
+        assert_eq!(logs.logs.exporter, Exporter::None);
         assert!(
             err_of(with_env(&[(SDK_DISABLED, "yes")], |env| Config::read(
                 env, 0, "c"

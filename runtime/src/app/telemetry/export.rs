@@ -10,13 +10,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
-use super::env::{OtlpTarget, Signal, ENDPOINT};
+use super::target::{OtlpTarget, Signal, TlsFiles, ENDPOINT};
+use super::tls;
 use crate::app::logs;
 use crate::app::prometheus::PrometheusText;
 
@@ -24,9 +26,11 @@ use crate::app::prometheus::PrometheusText;
 /// they stop.
 #[derive(Debug)]
 pub(super) struct ExportHealth {
-    /// `spans` or `metrics`.
+    /// `spans`, `metrics` or `logs`.
     noun: &'static str,
     endpoint: String,
+    /// The TLS files, for an `https://` endpoint.
+    tls: Option<TlsFiles>,
     /// What to do about it.
     fix: String,
     failing: AtomicBool,
@@ -89,6 +93,7 @@ impl ExportHealth {
         Arc::new(Self {
             noun: signal.noun,
             endpoint: target.endpoint.url.clone(),
+            tls: target.endpoint.is_https().then(|| target.tls.clone()),
             fix: format!(
                 "set {endpoint_var} to a reachable collector, or {}=none",
                 signal.exporter
@@ -150,32 +155,45 @@ impl ExportHealth {
         let cause = if took + Duration::from_millis(50) >= self.timeout {
             Some(format!("no answer within {:?}", self.timeout))
         } else if diagnose {
-            connection_problem(&self.endpoint)
+            connection_problem(&self.endpoint, self.tls.as_ref())
         } else {
             None
         };
+        let tls_refused = cause.as_deref().is_some_and(|c| c.starts_with("TLS: "));
         if let Some(cause) = cause {
             let _ = write!(detail, " ({cause})");
         }
+        let fix = if tls_refused { TLS_FIX } else { &self.fix };
         format!(
-            "{} are not reaching {}: {detail}; {}",
-            self.noun, self.endpoint, self.fix
+            "{} are not reaching {}: {detail}; {fix}",
+            self.noun, self.endpoint
         )
     }
 }
 
-/// Why a TCP connection to `endpoint`'s host cannot be made, if it cannot
-/// (the OTLP errors say only "network error").
-fn connection_problem(endpoint: &str) -> Option<String> {
+/// What to do when the TLS session fails.
+const TLS_FIX: &str = "check OTEL_EXPORTER_OTLP_CERTIFICATE (the CA that signed the \
+                       collector's certificate; unset, the system's roots) and, for mutual \
+                       TLS, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and _CLIENT_KEY";
+
+/// Why a TCP connection to `endpoint`'s host cannot be made, or with `tls`
+/// a TLS session, if it cannot (the OTLP/HTTP errors say only "network
+/// error", whether the port is closed or the certificate is wrong).
+fn connection_problem(endpoint: &str, tls: Option<&TlsFiles>) -> Option<String> {
     let uri: hyper::Uri = endpoint.parse().ok()?;
     let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let port = uri.port_u16().unwrap_or(default_port);
     let addr = match (host, port).to_socket_addrs() {
         Ok(mut addrs) => addrs.next()?,
         Err(err) => return Some(format!("cannot resolve {host}: {err}")),
     };
     match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-        Ok(_) => None,
+        Ok(tcp) => tls.and_then(|files| tls::handshake_problem(files, host, tcp)),
         Err(err) => Some(format!("connecting to {addr}: {err}")),
     }
 }
@@ -196,13 +214,24 @@ impl<E> fmt::Debug for Watched<E> {
     }
 }
 
-impl<E: SpanExporter> SpanExporter for Watched<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+impl<E> Watched<E> {
+    /// Runs `export` (unless an export already failed during shutdown) and
+    /// reports its result.
+    async fn watch(
+        &self,
+        export: impl std::future::Future<Output = OTelSdkResult>,
+    ) -> OTelSdkResult {
         self.health.check()?;
         let started = Instant::now();
-        let result = self.inner.export(batch).await;
+        let result = export.await;
         self.health.record(&result, started.elapsed());
         result
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Watched<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.watch(self.inner.export(batch)).await
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -218,13 +247,23 @@ impl<E: SpanExporter> SpanExporter for Watched<E> {
     }
 }
 
+impl<E: LogExporter> LogExporter for Watched<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        self.watch(self.inner.export(batch)).await
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
 impl<E: PushMetricExporter> PushMetricExporter for Watched<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        self.health.check()?;
-        let started = Instant::now();
-        let result = self.inner.export(metrics).await;
-        self.health.record(&result, started.elapsed());
-        result
+        self.watch(self.inner.export(metrics)).await
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -370,8 +409,8 @@ mod tests {
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
     use tracing_subscriber::layer::SubscriberExt as _;
 
-    use super::super::env::{Endpoint, Protocol, DEFAULT_OTLP_TIMEOUT, TRACES};
     use super::super::subscriber::tests::{text_layer, Lines};
+    use super::super::target::{Endpoint, Protocol, DEFAULT_OTLP_TIMEOUT, TRACES};
 
     /// An exporter that fails while `fail` is set.
     #[derive(Debug, Clone, Default)]
@@ -399,6 +438,8 @@ mod tests {
                 source: None,
             },
             timeout,
+            compression: Default::default(),
+            tls: Default::default(),
         }
     }
 

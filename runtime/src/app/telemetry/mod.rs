@@ -1,11 +1,12 @@
-//! Traces and metrics from the standard `OTEL_*` environment variables.
+//! Traces, metrics and logs from the standard `OTEL_*` environment variables.
 //!
 //! [`Telemetry::init`] reads the OpenTelemetry SDK environment variables
 //! (strictly: a value this binary cannot honour is an error that names the
 //! fix, never silently ignored), then installs the global tracer and meter
-//! providers, the propagator and the `tracing` subscriber (log lines plus
-//! the tracing-opentelemetry layer). [`Telemetry::shutdown`] flushes them,
-//! bounded by the export timeout.
+//! providers, the propagator and the `tracing` subscriber (log lines, the
+//! tracing-opentelemetry layer, and with `OTEL_LOGS_EXPORTER=otlp` the
+//! OpenTelemetry log bridge). [`Telemetry::shutdown`] flushes them, bounded
+//! by the export timeout.
 //!
 //! The parsing is pure: every reader takes an [`Env`] lookup, so tests
 //! need not touch the process environment.
@@ -15,22 +16,27 @@
 //! failed export logs one warning naming the endpoint and the fix, then
 //! nothing until exports succeed again.
 //!
-//! The parts: [`env`] reads the variables, [`export`] watches OTLP exports
-//! and holds the console exporters, [`subscriber`] builds the `tracing`
-//! subscriber; this module builds the providers and shuts them down.
+//! The parts: [`env`] reads the SDK's variables and [`target`] where each
+//! signal goes, [`otlp`] builds the OTLP exporters (with [`tls`] for
+//! `https://`), [`export`] watches OTLP exports and holds the console
+//! exporters, [`subscriber`] builds the `tracing` subscriber; this module
+//! builds the providers and shuts them down.
 
 mod env;
 mod export;
+mod otlp;
 mod subscriber;
+mod target;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use opentelemetry::global;
-use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanExporter,
 };
@@ -41,11 +47,11 @@ use super::logs::{self, LogFormat};
 use super::prometheus::PrometheusText;
 use crate::propagation::Propagation;
 use env::{
-    capped, process_env, BatchSettings, Config, Env, Exporter, MetricSettings, OtlpTarget,
-    Protocol, TraceSettings, METRICS, TRACES,
+    capped, process_env, BatchSettings, Config, Env, LogSettings, MetricSettings, TraceSettings,
 };
 use export::{ConsoleMetrics, ConsoleSpans, ExportHealth, Watched};
 use subscriber::{env_filter, kafka_handler_tracer, subscriber};
+use target::{Exporter, LOGS, METRICS, TRACES};
 
 /// What the command line adds to the `OTEL_*` variables.
 #[derive(Debug)]
@@ -65,6 +71,7 @@ pub(crate) struct TelemetryOptions {
 pub(crate) struct Telemetry {
     traces: Option<Pipeline<SdkTracerProvider>>,
     metrics: Option<Pipeline<SdkMeterProvider>>,
+    logs: Option<Pipeline<SdkLoggerProvider>>,
     prometheus: Option<PrometheusText>,
     /// Set when shutdown starts: exports that fail then are not retried.
     shutting_down: Arc<AtomicBool>,
@@ -78,6 +85,7 @@ impl Telemetry {
     /// Everything is read and built before anything is installed, so an
     /// error leaves the process as it was.
     pub(crate) fn init(options: &TelemetryOptions) -> Result<Self, String> {
+        tls::install_process_provider();
         let env = Env::new(&process_env);
         let config = Config::read(env, options.max_batch_records, &super::binary_name())?;
         let propagation = Propagation::from_env().map_err(|err| err.to_string())?;
@@ -91,6 +99,7 @@ impl Telemetry {
             target: "kafka_handler",
             traces = %config.traces.exporter,
             metrics = %config.metrics.exporter,
+            logs = %config.logs.exporter,
             prometheus = options.prometheus,
             propagators = %propagation,
             "telemetry configured"
@@ -106,20 +115,25 @@ impl Telemetry {
         let shutting_down = Arc::new(AtomicBool::new(false));
         let traces = build_traces(&config.traces, &resource, &shutting_down)?;
         let prometheus = prometheus.then(PrometheusText::new);
-        let built = Self {
+        let mut built = Self {
             metrics: None,
             traces,
+            logs: None,
             prometheus,
             shutting_down,
         };
-        let metrics = build_metrics(
+        let rest = build_metrics(
             &config.metrics,
-            resource,
+            resource.clone(),
             built.prometheus.as_ref(),
             &built.shutting_down,
-        );
-        match metrics {
-            Ok(metrics) => Ok(Self { metrics, ..built }),
+        )
+        .and_then(|metrics| {
+            built.metrics = metrics;
+            build_logs(&config.logs, resource, &built.shutting_down)
+        });
+        match rest {
+            Ok(logs) => Ok(Self { logs, ..built }),
             Err(err) => {
                 built.shutdown_quietly();
                 Err(err)
@@ -139,7 +153,8 @@ impl Telemetry {
             .traces
             .as_ref()
             .map(|t| kafka_handler_tracer(&t.provider));
-        let subscriber = subscriber(filter, logs::stderr_layer(format), tracer);
+        let logger = self.logs.as_ref().map(|l| &l.provider);
+        let subscriber = subscriber(filter, logs::stderr_layer(format), tracer, logger);
         tracing::subscriber::set_global_default(subscriber).map_err(|_| {
             "a global tracing subscriber is already installed; \
              the generated main installs its own"
@@ -166,6 +181,9 @@ impl Telemetry {
         if let Some(metrics) = &self.metrics {
             let _ = metrics.provider.shutdown_with_timeout(timeout);
         }
+        if let Some(logs) = &self.logs {
+            let _ = logs.provider.shutdown_with_timeout(timeout);
+        }
     }
 
     /// The Prometheus text view of the metrics, when asked for.
@@ -183,7 +201,7 @@ impl Telemetry {
     /// running after the timeout is abandoned with a warning.
     pub(crate) fn shutdown(self) {
         self.shutting_down.store(true, Ordering::Release);
-        shutdown_pipelines(self.traces, self.metrics);
+        shutdown_pipelines(self.traces, self.metrics, self.logs);
     }
 }
 
@@ -220,7 +238,7 @@ fn build_traces(
             let timeout = settings.export_timeout(target);
             let health = ExportHealth::new(&TRACES, target, timeout, shutting_down);
             let exporter = Watched {
-                inner: otlp_span_exporter(target, timeout)?,
+                inner: otlp::span_exporter(target, timeout)?,
                 health: Arc::clone(&health),
             };
             (
@@ -259,28 +277,6 @@ fn batch_processor<E: SpanExporter + 'static>(
         .build()
 }
 
-/// The OTLP span exporter to `target`, `timeout` per export.
-fn otlp_span_exporter(
-    target: &OtlpTarget,
-    timeout: Duration,
-) -> Result<opentelemetry_otlp::SpanExporter, String> {
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let built = match target.protocol {
-        Protocol::HttpProtobuf => builder
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(target.endpoint.url.clone())
-            .with_timeout(timeout)
-            .build(),
-        Protocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(target.endpoint.url.clone())
-            .with_timeout(timeout)
-            .build(),
-    };
-    built.map_err(|err| format!("OTLP span exporter to {}: {err}", target.endpoint.url))
-}
-
 /// The meter provider, or `None` when metrics go nowhere (no exporter and
 /// no Prometheus view).
 fn build_metrics(
@@ -309,7 +305,7 @@ fn build_metrics(
             budget = capped(target.timeout, settings.export_timeout);
             let watched = ExportHealth::new(&METRICS, target, budget, shutting_down);
             let exporter = Watched {
-                inner: otlp_metric_exporter(target, budget, settings.temporality)?,
+                inner: otlp::metric_exporter(target, budget, settings.temporality)?,
                 health: Arc::clone(&watched),
             };
             let reader = PeriodicReader::builder(exporter)
@@ -331,65 +327,107 @@ fn build_metrics(
     }))
 }
 
-/// The OTLP metric exporter to `target`, `timeout` per export.
-fn otlp_metric_exporter(
-    target: &OtlpTarget,
-    timeout: Duration,
-    temporality: Temporality,
-) -> Result<opentelemetry_otlp::MetricExporter, String> {
-    let builder = opentelemetry_otlp::MetricExporter::builder();
-    let built = match target.protocol {
-        Protocol::HttpProtobuf => builder
-            .with_http()
-            .with_temporality(temporality)
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(target.endpoint.url.clone())
-            .with_timeout(timeout)
-            .build(),
-        Protocol::Grpc => builder
-            .with_tonic()
-            .with_temporality(temporality)
-            .with_endpoint(target.endpoint.url.clone())
-            .with_timeout(timeout)
-            .build(),
+/// The logger provider, or `None` when logs go to stderr only.
+fn build_logs(
+    settings: &LogSettings,
+    resource: Resource,
+    shutting_down: &Arc<AtomicBool>,
+) -> Result<Option<Pipeline<SdkLoggerProvider>>, String> {
+    let target = match &settings.exporter {
+        Exporter::None => return Ok(None),
+        Exporter::Otlp(target) => target,
+        Exporter::Console => unreachable!("OTEL_LOGS_EXPORTER offers no console exporter"),
     };
-    built.map_err(|err| format!("OTLP metric exporter to {}: {err}", target.endpoint.url))
+    let timeout = settings.export_timeout(target);
+    let health = ExportHealth::new(&LOGS, target, timeout, shutting_down);
+    let exporter = Watched {
+        inner: otlp::log_exporter(target, timeout)?,
+        health: Arc::clone(&health),
+    };
+    let batch = settings.batch;
+    let processor = BatchLogProcessor::builder(exporter)
+        .with_batch_config(
+            opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                .with_max_queue_size(batch.max_queue_size)
+                .with_scheduled_delay(batch.scheduled_delay)
+                .with_max_export_batch_size(batch.max_export_batch_size)
+                .build(),
+        )
+        .build();
+    let provider = SdkLoggerProvider::builder()
+        .with_log_processor(processor)
+        .with_resource(resource)
+        .build();
+    Ok(Some(Pipeline {
+        provider,
+        health: Some(health),
+        budget: timeout,
+    }))
 }
 
-/// Shuts both pipelines down in parallel, waiting at most the longer of
+/// Shuts the pipelines down in parallel, waiting at most the longest of
 /// their budgets plus [`FLUSH_GRACE`].
 fn shutdown_pipelines(
     traces: Option<Pipeline<SdkTracerProvider>>,
     metrics: Option<Pipeline<SdkMeterProvider>>,
+    logs: Option<Pipeline<SdkLoggerProvider>>,
 ) {
     let budget = [
         traces.as_ref().map(|t| t.budget),
         metrics.as_ref().map(|m| m.budget),
+        logs.as_ref().map(|l| l.budget),
     ]
     .into_iter()
     .flatten()
     .max()
     .unwrap_or_default();
     let deadline = Instant::now() + budget + FLUSH_GRACE;
-    let mut pending = Vec::new();
-    if let Some(traces) = traces {
-        let budget = traces.budget;
-        let provider = traces.provider;
-        pending.push(Flush::spawn("spans", traces.health, move || {
-            let flushed = provider.force_flush();
-            let shut = provider.shutdown_with_timeout(budget);
-            flushed.and(shut)
-        }));
-    }
-    if let Some(metrics) = metrics {
-        let budget = metrics.budget;
-        let provider = metrics.provider;
-        pending.push(Flush::spawn("metrics", metrics.health, move || {
-            provider.shutdown_with_timeout(budget)
-        }));
-    }
-    for flush in pending {
+    let pending = [
+        traces.map(|t| t.spawn_flush("spans")),
+        metrics.map(|m| m.spawn_flush("metrics")),
+        logs.map(|l| l.spawn_flush("logs")),
+    ];
+    for flush in pending.into_iter().flatten() {
         flush.wait(deadline, budget);
+    }
+}
+
+/// A provider shutdown can flush.
+trait Provider: Send + 'static {
+    /// Exports what is left and shuts down, waiting at most `budget`.
+    fn flush_and_shut_down(&self, budget: Duration) -> OTelSdkResult;
+}
+
+impl Provider for SdkTracerProvider {
+    fn flush_and_shut_down(&self, budget: Duration) -> OTelSdkResult {
+        let flushed = self.force_flush();
+        flushed.and(self.shutdown_with_timeout(budget))
+    }
+}
+
+impl Provider for SdkLoggerProvider {
+    fn flush_and_shut_down(&self, budget: Duration) -> OTelSdkResult {
+        let flushed = self.force_flush();
+        flushed.and(self.shutdown_with_timeout(budget))
+    }
+}
+
+impl Provider for SdkMeterProvider {
+    /// The meter provider's shutdown makes a last export itself.
+    fn flush_and_shut_down(&self, budget: Duration) -> OTelSdkResult {
+        self.shutdown_with_timeout(budget)
+    }
+}
+
+impl<P: Provider> Pipeline<P> {
+    /// Flushes and shuts the provider down on a thread of its own.
+    fn spawn_flush(self, noun: &'static str) -> Flush {
+        let Self {
+            provider,
+            health,
+            budget,
+        } = self;
+        Flush::spawn(noun, health, move || provider.flush_and_shut_down(budget))
     }
 }
 
@@ -450,7 +488,7 @@ mod tests {
     use opentelemetry::trace::{Tracer as _, TracerProvider as _};
     use opentelemetry_sdk::trace::{Sampler, SpanLimits};
 
-    use env::Endpoint;
+    use target::{Endpoint, OtlpTarget, Protocol};
 
     /// A listener that accepts connections and never answers.
     fn black_hole() -> (TcpListener, String) {
@@ -465,6 +503,8 @@ mod tests {
                 protocol,
                 endpoint: Endpoint { url, source: None },
                 timeout,
+                compression: Default::default(),
+                tls: Default::default(),
             }),
             sampler: Sampler::AlwaysOn,
             limits: SpanLimits::default(),
@@ -509,7 +549,7 @@ mod tests {
             }
             let started = Instant::now();
             shutting_down.store(true, Ordering::Release);
-            shutdown_pipelines(Some(traces), None);
+            shutdown_pipelines(Some(traces), None, None);
             let took = started.elapsed();
             let bound = timeout + FLUSH_GRACE + Duration::from_millis(500);
             assert!(took < bound, "{protocol:?}: took {took:?}");

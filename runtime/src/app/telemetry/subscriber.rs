@@ -1,9 +1,12 @@
 //! The `tracing` subscriber: the `EnvFilter`, the log lines (OpenTelemetry's
-//! internal logs at `warn` and above only) and the tracing-opentelemetry
-//! layer, which never sees the exporters' own crates.
+//! internal logs at `warn` and above only), the tracing-opentelemetry layer
+//! and the OpenTelemetry log bridge; neither of the last two sees the
+//! exporters' own crates.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::InstrumentationScope;
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
@@ -39,7 +42,8 @@ pub(super) fn env_filter(directives: &str) -> Result<EnvFilter, String> {
 }
 
 /// The crates the OTLP exporters run on. Their spans must never become
-/// OpenTelemetry spans: exporting one would make more (a feedback loop).
+/// OpenTelemetry spans, nor their events OpenTelemetry log records:
+/// exporting one would make more (a feedback loop).
 const EXPORTER_CRATES: [&str; 7] = [
     "hyper",
     "hyper_util",
@@ -68,9 +72,12 @@ fn internal_logs_at_warn(metadata: &Metadata<'_>) -> bool {
     !(metadata.target().starts_with("opentelemetry") && *metadata.level() > Level::WARN)
 }
 
-/// The subscriber: `filter` for everything, the log lines, and the
-/// tracing-opentelemetry layer on `tracer` when traces are exported
-/// (never for the exporters' crates). The layer skips the per-span
+/// The subscriber: `filter` for everything, the log lines, the
+/// tracing-opentelemetry layer on `tracer` when traces are exported, and
+/// the log bridge to `logger` when logs are (neither for the exporters'
+/// crates). A bridged record carries the trace and span ids of the
+/// OpenTelemetry context current when it is logged: inside a handler, the
+/// record's `process` span. The tracing-opentelemetry layer skips the per-span
 /// `busy_ns`/`idle_ns` and thread attributes: two clock reads per poll and
 /// an allocation per span, on every record's `process` span, for numbers
 /// that mean little for async handlers hopping threads.
@@ -78,6 +85,7 @@ pub(super) fn subscriber<W>(
     filter: EnvFilter,
     log_layer: LogLayer<W>,
     tracer: Option<SdkTracer>,
+    logger: Option<&SdkLoggerProvider>,
 ) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -89,10 +97,15 @@ where
             .with_threads(false)
             .with_filter(filter_fn(|metadata| !is_exporter_target(metadata.target())))
     });
+    let log_bridge = logger.map(|provider| {
+        OpenTelemetryTracingBridge::new(provider)
+            .with_filter(filter_fn(|metadata| !is_exporter_target(metadata.target())))
+    });
     tracing_subscriber::registry()
         .with(filter)
         .with(log_layer.with_filter(filter_fn(internal_logs_at_warn)))
         .with(otel_layer)
+        .with(log_bridge)
 }
 
 #[cfg(test)]
@@ -156,6 +169,7 @@ pub(super) mod tests {
             filter,
             text_layer(&lines),
             Some(kafka_handler_tracer(&provider)),
+            None,
         );
         let mut ids = String::new();
         tracing::subscriber::with_default(subscriber, || {
