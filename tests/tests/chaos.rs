@@ -70,7 +70,7 @@
 //! | `CHAOS_MEMBER_ARGS` | | more arguments for every member, split on whitespace (`--log info,kafka_handler=debug --set debug=cgrp` to see commits and rebalances) |
 //!
 //! The defaults are the short version `cargo test --workspace` runs (10 to
-//! 25 s per protocol). The long one, on demand:
+//! 25 s per scenario, one scenario at a time). The long one, on demand:
 //!
 //! ```text
 //! cargo build --workspace --examples
@@ -265,6 +265,11 @@ const MOCK_ATTEMPTS: u32 = 3;
 /// attempt prints its seed, and the aborted attempt's logs are kept.
 async fn scenario_despite_mock_aborts(protocol: Protocol, outages: Outages) {
     use futures_util::FutureExt as _;
+    // One scenario at a time: each runs five processes and a producer, and
+    // the classic protocols' 1.5 s sessions must not expire only because
+    // six scenarios share two cores.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     for attempt in 1.. {
         let run = std::panic::AssertUnwindSafe(scenario(protocol, outages))
             .catch_unwind()

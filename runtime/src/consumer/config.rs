@@ -37,6 +37,13 @@ const FETCH_WAIT_MAX_MS: &str = "100";
 /// only idles it.
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
+/// The longest wait between two attempts to reconnect to a broker
+/// (librdkafka's default is 10 s; the Java client's is 1 s). After a broker
+/// outage the group's coordinator is reachable again within a second of the
+/// broker, so a member stopped then can still commit within the final
+/// commit's retry.
+const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+
 /// librdkafka's default `max.poll.interval.ms`.
 const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_millis(300_000);
 
@@ -69,7 +76,8 @@ pub(crate) fn client_config(
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
-        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
     for (key, value) in properties {
         config.set(key, value);
     }
