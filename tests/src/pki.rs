@@ -43,9 +43,15 @@ impl TestPki {
     /// Makes the certificates and writes `ca.pem`, `client.pem` and
     /// `client.key` into a fresh directory.
     pub fn new() -> Self {
+        Self::named("kafka-handler")
+    }
+
+    /// As [`new`](Self::new), with a CA named after `name` (`{name} test
+    /// CA`), which is what a client's verification error then names.
+    pub fn named(name: &str) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "kafka-handler-pki-{}-{}",
+            "kafka-handler-pki-{name}-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
@@ -54,7 +60,7 @@ impl TestPki {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "kafka-handler test CA");
+            .push(DnType::CommonName, format!("{name} test CA"));
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("a CA key"))

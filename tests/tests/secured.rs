@@ -24,9 +24,10 @@ use std::time::Duration;
 use kafka_handler::testing::EmbeddedBroker;
 use kafka_handler::{Consumer, Handler, Record};
 use kafka_handler_tests::kafka::{producer_with, send_order, TraceParent, FAST_GROUP_FLAGS};
+use kafka_handler_tests::pki::TestPki;
 use kafka_handler_tests::process::Stream;
 use kafka_handler_tests::sasl::{Mechanism, SaslUser};
-use kafka_handler_tests::tls::{TestPki, TlsProxy};
+use kafka_handler_tests::tls::TlsProxy;
 use kafka_handler_tests::{example_command, wait_until, ChildProcess, OtlpReceiver, Signal};
 
 /// Generous: two cores build and run several binaries at once.
@@ -55,7 +56,7 @@ impl SecuredCluster {
                 .await
                 .expect("creating a topic");
         }
-        let pki = TestPki::generate(name);
+        let pki = TestPki::named(name);
         let proxy = proxy(broker.bootstrap_servers(), &pki);
         broker
             .advertise_broker(1, "127.0.0.1", proxy.port())
@@ -189,7 +190,7 @@ async fn records_flow_and_traces_continue_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_trusting_another_ca_refuses_the_brokers() {
     let cluster = SecuredCluster::tls("refuse").await;
-    let other = TestPki::generate("other");
+    let other = TestPki::named("other");
     let mut command = example_command(
         "orders_consumer",
         &["--brokers", &cluster.proxy.address(), "--only", "audit"],
@@ -232,7 +233,7 @@ async fn check_verifies_the_brokers_certificate_against_the_ca() {
 
     // A CA that did not sign the brokers' certificate: a verifying client
     // refuses the connection.
-    let other = TestPki::generate("other");
+    let other = TestPki::named("other");
     let wrong_ca = flags(&[
         ("security.protocol", "SSL"),
         ("ssl.ca.location", &other.ca_file().display().to_string()),
