@@ -239,21 +239,7 @@ impl TestApp {
         offset: i64,
         deadline: tokio::time::Instant,
     ) -> Result<Option<TraceId>, Error> {
-        let reading = || {
-            Error::Test(format!(
-                "reading the record at offset {offset} of `{topic}`"
-            ))
-        };
-        let reader: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.broker.bootstrap_servers())
-            .set("group.id", "kafka-handler-test-app-reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|err| Error::kafka(format!("reading `{topic}`"), err))?;
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(topic, 0, Offset::Offset(offset))
-            .map_err(|_| reading())?;
-        reader.assign(&list).map_err(|_| reading())?;
+        let reader = self.reader(topic, Offset::Offset(offset))?;
         loop {
             match reader.poll(Duration::ZERO) {
                 Some(Ok(message)) => {
@@ -282,6 +268,23 @@ impl TestApp {
         }
     }
 
+    /// A consumer of partition 0 of `topic` from `offset`, outside any
+    /// group's membership.
+    fn reader(&self, topic: &str, offset: Offset) -> Result<BaseConsumer, Error> {
+        let failed = |err| Error::kafka(format!("reading `{topic}`"), err);
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.broker.bootstrap_servers())
+            .set("group.id", "kafka-handler-test-app-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(failed)?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, offset)
+            .map_err(failed)?;
+        reader.assign(&list).map_err(failed)?;
+        Ok(reader)
+    }
+
     /// The next record of `topic` this app has not returned yet, from the
     /// start of the topic (partition 0); waits for it.
     pub async fn next_record(&self, topic: &str) -> Result<OwnedMessage, Error> {
@@ -303,19 +306,7 @@ impl TestApp {
     fn poll_reader(&self, topic: &str) -> Result<Option<OwnedMessage>, Error> {
         let mut readers = crate::lock(&self.readers);
         if !readers.contains_key(topic) {
-            let reader: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", self.broker.bootstrap_servers())
-                .set("group.id", "kafka-handler-test-app-reader")
-                .set("enable.auto.commit", "false")
-                .create()
-                .map_err(|err| Error::kafka(format!("reading `{topic}`"), err))?;
-            let mut list = TopicPartitionList::new();
-            list.add_partition_offset(topic, 0, Offset::Beginning)
-                .map_err(|err| Error::kafka(format!("reading `{topic}`"), err))?;
-            reader
-                .assign(&list)
-                .map_err(|err| Error::kafka(format!("reading `{topic}`"), err))?;
-            readers.insert(topic.to_owned(), reader);
+            readers.insert(topic.to_owned(), self.reader(topic, Offset::Beginning)?);
         }
         let reader = &readers[topic];
         // librdkafka fetches in its own threads: take what has arrived,
