@@ -8,7 +8,7 @@ use opentelemetry::global;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::trace::{FutureExt as _, TraceId};
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -355,30 +355,7 @@ impl TestApp {
         let Ok(exports) = metrics.exporter.get_finished_metrics() else {
             return 0;
         };
-        // Sums are cumulative: the newest export that has the counter holds
-        // its total.
-        for export in exports.iter().rev() {
-            let found = export
-                .scope_metrics()
-                .flat_map(|scope| scope.metrics())
-                .find(|metric| metric.name() == name);
-            let Some(metric) = found else { continue };
-            let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() else {
-                return 0;
-            };
-            return sum
-                .data_points()
-                .filter(|point| {
-                    filter.iter().all(|(key, value)| {
-                        point
-                            .attributes()
-                            .any(|kv| kv.key.as_str() == *key && kv.value.as_str() == *value)
-                    })
-                })
-                .map(|point| point.value())
-                .sum();
-        }
-        0
+        counter_total(&exports, name, filter).unwrap_or(0)
     }
 
     /// Every span of `outcome`'s trace, finished so far.
@@ -459,4 +436,39 @@ static METRICS: OnceLock<Metrics> = OnceLock::new();
 /// A copy of every span finished so far.
 fn spans() -> Vec<SpanData> {
     crate::lock(&collector().0).clone()
+}
+
+/// The total of the `u64` counter `name` in `exports` (what an in-memory
+/// metric exporter kept), over its data points that carry every attribute
+/// of `filter`: 0 when it has none, `None` when `name` is not a `u64`
+/// counter. Sums are cumulative: the newest export that has the counter
+/// holds its total.
+pub fn counter_total(
+    exports: &[ResourceMetrics],
+    name: &str,
+    filter: &[(&str, &str)],
+) -> Option<u64> {
+    for export in exports.iter().rev() {
+        let found = export
+            .scope_metrics()
+            .flat_map(|scope| scope.metrics())
+            .find(|metric| metric.name() == name);
+        let Some(metric) = found else { continue };
+        let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() else {
+            return None;
+        };
+        return Some(
+            sum.data_points()
+                .filter(|point| {
+                    filter.iter().all(|(key, value)| {
+                        point
+                            .attributes()
+                            .any(|kv| kv.key.as_str() == *key && kv.value.as_str() == *value)
+                    })
+                })
+                .map(|point| point.value())
+                .sum(),
+        );
+    }
+    Some(0)
 }

@@ -25,7 +25,7 @@ use crate::error::Error;
 mod app;
 mod outcome;
 
-pub use app::TestApp;
+pub use app::{counter_total, TestApp};
 pub use outcome::{RecordOutcome, Sent, Trace};
 
 /// A broker to test against: the `KAFKA_BROKERS` cluster or an in-process mock.

@@ -138,30 +138,8 @@ impl Telemetry {
             .metrics
             .get_finished_metrics()
             .expect("in-memory metric exporter");
-        // Sums are cumulative: the newest export that has the counter holds
-        // its total.
-        for export in exports.iter().rev() {
-            let found = export
-                .scope_metrics()
-                .flat_map(|scope| scope.metrics())
-                .find(|metric| metric.name() == name);
-            let Some(metric) = found else { continue };
-            let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() else {
-                panic!("{name} is not a u64 counter: {:?}", metric.data());
-            };
-            return sum
-                .data_points()
-                .filter(|point| {
-                    filter.iter().all(|(key, value)| {
-                        point
-                            .attributes()
-                            .any(|kv| kv.key.as_str() == *key && kv.value.as_str() == *value)
-                    })
-                })
-                .map(|point| point.value())
-                .sum();
-        }
-        0
+        kafka_handler::testing::counter_total(&exports, name, filter)
+            .unwrap_or_else(|| panic!("{name} is not a u64 counter"))
     }
 }
 
